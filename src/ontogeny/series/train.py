@@ -1,0 +1,195 @@
+"""Train the embedded checkpoint series: a small GPT-NeoX (Pythia's architecture) on the embedded corpus.
+
+Writes, under `out_dir`: `tokenizer/`, `step_{step:06d}/` (`save_pretrained`, safetensors) on a
+Pythia-like schedule, `losses.parquet` (per checkpoint: train/eval loss, eval loss per kind, induction
+scores), `train_log.parquet` (per step) and `series.json` (config, steps, corpus hash, provenance) last.
+Every file and checkpoint folder is written atomically; `series.json` marks a finished series.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from ontogeny.errors import ConfigError, SeriesError
+from ontogeny.series.corpus import CorpusConfig, build_corpus
+from ontogeny.series.data import TokenData
+from ontogeny.series.schedule import checkpoint_steps, lr_at
+from ontogeny.series.synthetic import SyntheticConfig, induction_metrics
+from ontogeny.series.tokenizer import train_tokenizer
+from ontogeny.store.run import atomic_path, config_hash, provenance, write_json
+
+Progress = Callable[[int, dict[str, float]], None]
+
+
+class SeriesConfig(BaseModel):
+    """Everything that determines an embedded series (model, data mix, optimiser, schedule)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    vocab_size: int = Field(4096, ge=300, description="BPE vocabulary size")
+    n_layers: int = Field(2, ge=1)
+    d_model: int = Field(128, ge=8)
+    n_heads: int = Field(4, ge=1)
+    d_mlp: int = Field(512, ge=1)
+    rotary_pct: float = Field(0.25, gt=0.0, le=1.0, description="share of each head's dims rotated")
+    context: int = Field(64, ge=8, description="tokens per training row")
+    batch_size: int = Field(32, ge=1)
+    synthetic_frac: float = Field(0.5, ge=0.0, le=1.0, description="share of rows that are synthetic")
+    n_steps: int = Field(1500, ge=1)
+    lr: float = Field(3e-3, gt=0.0)
+    warmup: int = Field(100, ge=1)
+    final_lr_frac: float = Field(0.1, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    checkpoint_every: int = Field(100, ge=1, description="evenly spaced checkpoints after the log part")
+    log_until: int = Field(64, ge=0, description="checkpoints at 0, 1, 2, 4, ... up to this step")
+    eval_windows: int = Field(16, ge=1, description="eval windows per document kind")
+    induction_seqs: int = Field(32, ge=1, description="repeated sequences per induction period")
+    long_periods: tuple[int, ...] = Field((28,), description="untrained periods above max_period")
+
+    @classmethod
+    def tiny(cls) -> SeriesConfig:
+        """A series that trains in seconds, for tests: tiny corpus, 1 layer, 40 steps."""
+        return cls(corpus=CorpusConfig.tiny(), vocab_size=512, n_layers=1, d_model=32, n_heads=2,
+                   d_mlp=64, context=32, batch_size=8, n_steps=40, warmup=5, checkpoint_every=20,
+                   log_until=4, eval_windows=4, induction_seqs=8, long_periods=(),
+                   synthetic=SyntheticConfig(min_period=3, max_period=12, heldout_periods=(5, 9)))
+
+    @property
+    def steps(self) -> list[int]:
+        return checkpoint_steps(self.n_steps, self.checkpoint_every, self.log_until)
+
+    @property
+    def induction_periods(self) -> list[int]:
+        periods = [*self.synthetic.heldout_periods, *self.long_periods]
+        too_long = [p for p in periods if 2 * p > self.context]
+        if too_long:
+            raise ConfigError(f"induction periods {too_long} do not fit twice in context={self.context}")
+        return periods
+
+
+def build_model(cfg: SeriesConfig, vocab_size: int):
+    """A freshly initialised GPTNeoXForCausalLM of the configured shape (seeded by `cfg.seed`)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    if cfg.d_model % cfg.n_heads:
+        raise ConfigError(f"d_model={cfg.d_model} is not divisible by n_heads={cfg.n_heads}")
+    config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.n_layers,
+                           num_attention_heads=cfg.n_heads, intermediate_size=cfg.d_mlp,
+                           max_position_embeddings=cfg.context, rotary_pct=cfg.rotary_pct,
+                           use_parallel_residual=True, tie_word_embeddings=False, hidden_dropout=0.0,
+                           attention_dropout=0.0, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(cfg.seed)
+    return GPTNeoXForCausalLM(config)
+
+
+def lm_loss_rows(model, tokens_BT: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of each row: [B]."""
+    logits_BTV = model(input_ids=tokens_BT[:, :-1]).logits
+    nll_BT = F.cross_entropy(logits_BTV.transpose(1, 2).float(), tokens_BT[:, 1:], reduction="none")
+    return nll_BT.mean(dim=1)
+
+
+@torch.no_grad()
+def evaluate(model, data: TokenData, cfg: SeriesConfig) -> dict[str, float]:
+    """Eval loss per document kind (natural kinds averaged as `eval_loss`) and induction scores."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    natural = []
+    for kind, win_BT in data.eval_windows.items():
+        out[f"eval_{kind}"] = lm_loss_rows(model, win_BT).mean().item()
+        if kind != "synthetic":
+            natural.append(out[f"eval_{kind}"])
+    out["eval_loss"] = sum(natural) / len(natural) if natural else math.nan
+    out.update(induction_metrics(model, data.alphabet_ids, data.vocab_ids, cfg.induction_periods,
+                                 cfg.induction_seqs, seed=cfg.seed))
+    model.train(was_training)
+    return out
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+
+
+def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | None = None) -> Path:
+    """Train the series into `out_dir` (see module docstring); returns `out_dir`.
+
+    `progress(step, metrics)` is called after every step (metrics: loss, lr, tokens/s; plus the eval
+    metrics at checkpoint steps). Refuses to overwrite a different finished series.
+    """
+    out = Path(out_dir)
+    done = out / "series.json"
+    if done.exists():
+        raise SeriesError(f"{done} exists: {out} already holds a finished series; choose another folder")
+    corpus = build_corpus(cfg.seed, cfg.corpus)
+    tokenizer = train_tokenizer(corpus, cfg.vocab_size)
+    with atomic_path(out / "tokenizer") as tmp:
+        tokenizer.save_pretrained(str(tmp))
+    data = TokenData.build(corpus, tokenizer, cfg.synthetic, cfg.context, cfg.eval_windows, cfg.seed)
+    model = build_model(cfg, len(tokenizer))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    save_at = set(cfg.steps)
+    step_log: list[dict[str, Any]] = []
+    ckpt_log: list[dict[str, Any]] = []
+    recent: list[float] = []
+    t0 = time.perf_counter()
+    tokens_seen = 0
+    for step in range(cfg.n_steps + 1):
+        if step in save_at:
+            metrics = evaluate(model, data, cfg)
+            train_loss = sum(recent) / len(recent) if recent else metrics["eval_loss"]
+            row = {"step": step, "train_loss": train_loss, "tokens": tokens_seen, **metrics}
+            ckpt_log.append(row)
+            with atomic_path(out / f"step_{step:06d}") as tmp:
+                model.save_pretrained(str(tmp), safe_serialization=True)
+            _write_table(out / "losses.parquet", ckpt_log)
+            recent = []
+            if progress:
+                progress(step, row)
+        if step == cfg.n_steps:
+            break
+        lr = lr_at(step, cfg.lr, cfg.warmup, cfg.n_steps, cfg.final_lr_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        tokens_BT, n_syn = data.batch(step, cfg.batch_size, cfg.synthetic_frac)
+        loss_B = lm_loss_rows(model, tokens_BT)
+        loss = loss_B.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens_seen += tokens_BT[:, 1:].numel()
+        rec = {"step": step, "loss": loss.item(), "lr": lr,
+               "loss_synthetic": loss_B[:n_syn].mean().item() if n_syn else math.nan,
+               "loss_natural": loss_B[n_syn:].mean().item() if n_syn < len(loss_B) else math.nan,
+               "tokens_per_s": tokens_seen / (time.perf_counter() - t0)}
+        step_log.append(rec)
+        recent.append(rec["loss"])
+        if progress:
+            progress(step, rec)
+    _write_table(out / "train_log.parquet", step_log)
+    inputs = {"corpus": corpus.hash, "config": config_hash(cfg)}
+    write_json(done, {"config": cfg.model_dump(mode="json"), "steps": cfg.steps, "corpus_hash": corpus.hash,
+                      "corpus_summary": corpus.summary(), "data": data.summary(),
+                      "wall_s": time.perf_counter() - t0, "final": ckpt_log[-1],
+                      "provenance": provenance(cfg.model_dump(mode="json"), inputs)})
+    return out

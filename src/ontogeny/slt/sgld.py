@@ -1,0 +1,234 @@
+"""SGLD on the localised tempered posterior, with chains batched by `torch.func.vmap`.
+
+Samples p(w) ∝ exp(−nβ·L_n(w) − (γ/2)‖w − w*‖²) with the update (Welling & Teh 2011; devinterp's SGLD)
+    Δw = −(ε/2)·(nβ·∇L̄_batch(w) + γ·(w − w*)) + √ε·σ·N(0, I),
+masked to a parameter subset (one head, one layer) with the rest frozen at w*. All chains share one
+minibatch stream (devinterp's `match_sampling_input_ids_across_chains`) and step together: the sampled
+parameters are stacked on a leading chain axis and one vmapped `grad_and_value` does every chain's
+forward/backward at once. `backend="loop"` runs the same update chain by chain (the plain reference).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.func import grad_and_value, vmap
+
+from ontogeny.errors import ConfigError
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[Params, Any], torch.Tensor]  # (all parameters, batch) -> mean loss (scalar)
+ObservableFn = Callable[[Params], torch.Tensor]  # (all parameters) -> any fixed-shape tensor
+BatchFn = Callable[[int], Any]  # step index -> minibatch (the same for every chain)
+
+
+class SGLDConfig(BaseModel):
+    """SGLD hyperparameters (names as in Baker et al. 2025 / devinterp: ε = lr, nβ, γ = localization)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-3, gt=0, description="step size ε")
+    n_beta: float = Field(30.0, gt=0, description="inverse temperature times sample size, nβ")
+    gamma: float = Field(300.0, ge=0, description="localisation strength γ of the Gaussian around w*")
+    num_chains: int = Field(4, ge=1, description="independent chains (batched with vmap)")
+    num_draws: int = Field(200, ge=1, description="draws kept per chain")
+    num_burnin_steps: int = Field(0, ge=0, description="steps discarded before the first draw")
+    num_steps_bw_draws: int = Field(1, ge=1, description="SGLD steps between consecutive draws")
+    batch_size: int = Field(64, ge=1, description="minibatch size for the gradient")
+    num_init_loss_batches: int = Field(8, ge=1, description="batches averaged for L(w*)")
+    noise_level: float = Field(1.0, ge=0, description="noise scale σ (1 for true SGLD)")
+    seed: int = Field(0, description="seed of the noise and of the minibatch order")
+    mala: bool = Field(False, description="also compute a MALA acceptance rate (one extra gradient per step)")
+    divergence_factor: float = Field(10.0, gt=1, description="PROPOSAL: a chain whose loss exceeds "
+                                     "init_loss + factor·max(|init_loss|, 1) or is not finite has diverged")
+    below_init_frac: float = Field(0.5, gt=0, le=1, description="PROPOSAL: warn when more than this share "
+                                   "of a chain's draws lie below the initial loss (w* is not a local minimum)")
+
+    @property
+    def num_steps(self) -> int:
+        return self.num_burnin_steps + self.num_draws * self.num_steps_bw_draws
+
+
+@dataclass
+class SGLDResult:
+    """What a sampling run returns: loss traces, draws of each observable and diagnostics."""
+
+    init_loss: float
+    loss_trace_CS: torch.Tensor  # minibatch loss at every step (burn-in included), [chains, steps]
+    draw_loss_CD: torch.Tensor  # minibatch loss at each draw, [chains, draws]
+    observables: dict[str, torch.Tensor]  # name -> [chains, draws, ...]
+    diverged_C: torch.Tensor  # bool [chains]
+    below_init_frac_C: torch.Tensor  # share of draws below init_loss, [chains]
+    mala_acceptance_C: torch.Tensor | None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def draws_per_second(self) -> float:
+        """Chain-draws per wall-clock second (chains × draws / time), the unit devinterp's speed is quoted in."""
+        n = self.draw_loss_CD.numel()
+        return n / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _split(params0: Params, masks: Mapping[str, torch.Tensor | None] | None) -> tuple[Params, Params, Params]:
+    """Split w* into (sampled, frozen) parts and float masks for the sampled part."""
+    if masks is None:
+        masks = {k: None for k in params0}
+    unknown = [k for k in masks if k not in params0]
+    if unknown:
+        raise ConfigError(f"masks name parameters the model does not have: {unknown[:5]}")
+    sampled = {k: params0[k].detach() for k in masks}
+    frozen = {k: v.detach() for k, v in params0.items() if k not in masks}
+    fmasks = {}
+    for k, m in masks.items():
+        if m is None:
+            fmasks[k] = torch.ones_like(sampled[k])
+        else:
+            if m.shape != sampled[k].shape:
+                raise ConfigError(f"mask for {k} has shape {tuple(m.shape)}, parameter {tuple(sampled[k].shape)}")
+            fmasks[k] = m.to(sampled[k].dtype)
+    if not any(bool(m.any()) for m in fmasks.values()):
+        raise ConfigError("the parameter masks select no parameter to sample")
+    return sampled, frozen, fmasks
+
+
+def init_loss_of(loss_fn: LossFn, params0: Params, batches: BatchFn, n_batches: int) -> float:
+    """L(w*) as the mean minibatch loss over the first `n_batches` of the stream."""
+    with torch.no_grad():
+        vals = [float(loss_fn(params0, batches(i))) for i in range(n_batches)]
+    return sum(vals) / len(vals)
+
+
+def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfig,
+           masks: Mapping[str, torch.Tensor | None] | None = None,
+           observables: Mapping[str, ObservableFn] | None = None, init_loss: float | None = None,
+           backend: Literal["vmap", "loop"] = "vmap",
+           on_step: Callable[[int], None] | None = None) -> SGLDResult:
+    """Run `config.num_chains` SGLD chains from w* = params0 and record losses and observables per draw.
+
+    `masks` maps each sampled parameter name to a boolean mask (None: the whole tensor); parameters not
+    named stay frozen at w*. `observables` are evaluated on each chain's parameters at every draw.
+    """
+    if backend not in ("vmap", "loop"):
+        raise ConfigError(f"backend must be 'vmap' or 'loop', got {backend!r}")
+    sampled0, frozen, fmasks = _split(params0, masks)
+    observables = dict(observables or {})
+    C, eps, nb, gam, sig = config.num_chains, config.lr, config.n_beta, config.gamma, config.noise_level
+    if init_loss is None:
+        init_loss = init_loss_of(loss_fn, params0, batches, config.num_init_loss_batches)
+
+    def loss_sampled(s: Params, fz: Params, batch: Any) -> torch.Tensor:
+        return loss_fn({**fz, **s}, batch)
+
+    def obs_sampled(name: str):
+        fn = observables[name]
+        return lambda s, fz: fn({**fz, **s})
+
+    gv = grad_and_value(loss_sampled)
+    if backend == "vmap":
+        gv_all = vmap(gv, in_dims=(0, None, None))
+        obs_all = {k: vmap(obs_sampled(k), in_dims=(0, None)) for k in observables}
+    else:
+        def gv_all(s_C, fz, batch):
+            outs = [gv({k: v[c] for k, v in s_C.items()}, fz, batch) for c in range(C)]
+            return ({k: torch.stack([o[0][k] for o in outs]) for k in s_C}, torch.stack([o[1] for o in outs]))
+        obs_all = {k: (lambda f: lambda s_C, fz: torch.stack(
+            [f({kk: v[c] for kk, v in s_C.items()}, fz) for c in range(C)]))(obs_sampled(k)) for k in observables}
+
+    gen = torch.Generator().manual_seed(config.seed)
+    w0 = {k: v.unsqueeze(0) for k, v in sampled0.items()}
+    w = {k: v.unsqueeze(0).repeat(C, *([1] * v.dim())).clone() for k, v in sampled0.items()}
+    n_steps = config.num_steps
+    trace = torch.empty(C, n_steps)
+    draws: list[torch.Tensor] = []
+    obs_draws: dict[str, list[torch.Tensor]] = {k: [] for k in observables}
+    accept: list[torch.Tensor] = []
+    sq = math.sqrt(eps) * sig
+
+    def potential_grad(w_: Params, g_: Params) -> Params:
+        return {k: (nb * g_[k] + gam * (w_[k] - w0[k])) * fmasks[k] for k in w_}
+
+    t0 = time.perf_counter()
+    for step in range(n_steps):
+        batch = batches(step)
+        g, loss_C = gv_all(w, frozen, batch)
+        trace[:, step] = loss_C.detach()
+        gu = potential_grad(w, g)
+        noise = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) * fmasks[k] for k, v in w.items()}
+        w_new = {k: w[k] - 0.5 * eps * gu[k] + sq * noise[k] for k in w}
+        if config.mala:
+            g_new, loss_new_C = gv_all(w_new, frozen, batch)
+            accept.append(_mala_acceptance(w, w_new, gu, potential_grad(w_new, g_new), loss_C, loss_new_C,
+                                           w0, fmasks, nb, gam, eps, sig))
+        w = {k: v.detach() for k, v in w_new.items()}
+        if step >= config.num_burnin_steps and (step - config.num_burnin_steps + 1) % config.num_steps_bw_draws == 0:
+            draws.append(loss_C.detach())
+            with torch.no_grad():
+                for k, f in obs_all.items():
+                    obs_draws[k].append(f(w, frozen).detach())
+        if on_step is not None:
+            on_step(step)
+    seconds = time.perf_counter() - t0
+
+    draw_CD = torch.stack(draws, dim=1)
+    obs_out = {k: torch.stack(v, dim=1) for k, v in obs_draws.items()}
+    limit = init_loss + config.divergence_factor * max(abs(init_loss), 1.0)
+    diverged = ~torch.isfinite(trace).all(dim=1) | (trace > limit).any(dim=1)
+    below = (draw_CD < init_loss).float().mean(dim=1)
+    msgs = []
+    for c in range(C):
+        if diverged[c]:
+            msgs.append(f"chain {c} diverged (loss above {limit:.4g} or not finite): lower lr or raise gamma")
+        elif below[c] > config.below_init_frac:
+            msgs.append(f"chain {c} spent {below[c]:.0%} of its draws below the initial loss {init_loss:.4g}: "
+                        "w* is not a local minimum (train longer or raise gamma)")
+    for m in msgs:
+        warnings.warn(m, RuntimeWarning, stacklevel=2)
+    mala = torch.stack(accept, dim=1).mean(dim=1) if accept else None
+    return SGLDResult(init_loss, trace, draw_CD, obs_out, diverged, below, mala, msgs, seconds)
+
+
+def _mala_acceptance(w: Params, w_new: Params, gu: Params, gu_new: Params, loss_C: torch.Tensor,
+                     loss_new_C: torch.Tensor, w0: Params, fmasks: Params, nb: float, gam: float,
+                     eps: float, sig: float) -> torch.Tensor:
+    """Metropolis–Hastings acceptance min(1, e^{−U(w')+U(w)} q(w|w')/q(w'|w)) of each chain's SGLD step.
+
+    U = nβ·L + (γ/2)‖w − w*‖² on the sampled coordinates; q is the Langevin proposal N(w − (ε/2)∇U, εσ²).
+    Diagnostic only (no step is rejected), as devinterp's MalaAcceptanceRate; ≈0.9 is healthy.
+    """
+    def red(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(1).sum(dim=1)
+
+    var = eps * sig * sig
+    u = nb * loss_C + 0.5 * gam * sum(red(((w[k] - w0[k]) * fmasks[k]) ** 2) for k in w)
+    u_new = nb * loss_new_C + 0.5 * gam * sum(red(((w_new[k] - w0[k]) * fmasks[k]) ** 2) for k in w)
+    fwd = sum(red((w_new[k] - w[k] + 0.5 * eps * gu[k]) ** 2) for k in w) / (2 * var)
+    bwd = sum(red((w[k] - w_new[k] + 0.5 * eps * gu_new[k]) ** 2) for k in w) / (2 * var)
+    log_a = (u - u_new) + fwd - bwd
+    return torch.exp(torch.clamp(log_a, max=0.0)).detach()
+
+
+def shuffled_batches(data: tuple[torch.Tensor, ...] | torch.Tensor, batch_size: int, seed: int = 0) -> BatchFn:
+    """Minibatch stream over rows of `data`: epoch after epoch of seeded permutations, step -> batch."""
+    tensors = data if isinstance(data, tuple) else (data,)
+    n = tensors[0].shape[0]
+    if batch_size > n:
+        raise ConfigError(f"batch_size {batch_size} exceeds the {n} rows of data")
+    per_epoch = n // batch_size
+    perms: dict[int, torch.Tensor] = {}
+
+    def at(step: int):
+        epoch, i = divmod(step, per_epoch)
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        idx = perms[epoch][i * batch_size:(i + 1) * batch_size]
+        out = tuple(t[idx] for t in tensors)
+        return out if isinstance(data, tuple) else out[0]
+    return at
