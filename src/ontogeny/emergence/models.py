@@ -43,7 +43,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * self.H * self.dh, bias=False)
         self.out = nn.Linear(self.H * self.dh, cfg.d_model, bias=False)
 
-    def forward(self, x_BTD: torch.Tensor, bias_BTT: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_BTD: torch.Tensor, bias_BTT: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         T = x_BTD.shape[1]
         q, k, v = rearrange(self.qkv(x_BTD), "b t (n h d) -> n b h t d", n=3, h=self.H)
         scores_BHTT = torch.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(self.dh)
@@ -66,7 +68,9 @@ class TokenMixer(nn.Module):
         # start as a uniform causal average plus noise (the analogue of near-uniform initial attention)
         self.W_TT = nn.Parameter(tril / tril.sum(1, keepdim=True) + 0.02 * torch.randn(seq_len, seq_len))
 
-    def forward(self, x_BTD: torch.Tensor, bias_BTT: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_BTD: torch.Tensor, bias_BTT: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         T = x_BTD.shape[1]
         W = (self.W_TT * self.mask_TT)[:T, :T]
         absW = W.abs()
@@ -105,8 +109,9 @@ class SeqModel(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.unembed = nn.Linear(cfg.d_model, vocab_size)
 
-    def forward(self, ids_BT: torch.Tensor, parents_BTT: torch.Tensor | None = None,
-                return_patterns: bool = False):
+    def forward(
+        self, ids_BT: torch.Tensor, parents_BTT: torch.Tensor | None = None, return_patterns: bool = False
+    ):
         """Logits [B, T, V]; with `return_patterns`, also one [B|1, H, T, T] pattern per layer."""
         T = ids_BT.shape[1]
         x = self.embed(ids_BT) + self.pos[:T]

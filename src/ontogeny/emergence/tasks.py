@@ -121,9 +121,9 @@ class LinearMapTask(Task):
         self.vocab_size, self.seq_len, self.plateau_loss = 2, 2 * cfg.S, math.log(2)
         S, T = cfg.S, 2 * cfg.S
         self._out = torch.zeros(1, T - 1, dtype=torch.bool)
-        self._out[0, S - 1:] = True
+        self._out[0, S - 1 :] = True
         self._parents = torch.zeros(1, T, T, dtype=torch.bool)
-        self._parents[0, S - 1: T - 1, :S] = A_SS.bool()  # query S-1+i predicts x1[i]
+        self._parents[0, S - 1 : T - 1, :S] = A_SS.bool()  # query S-1+i predicts x1[i]
         self._logp = torch.where(self._out, 0.0, -math.log(2)).float()
 
     def analytic_floor(self) -> float:
@@ -144,11 +144,11 @@ class CATask(Task):
         self.cfg = cfg
         g = torch.Generator().manual_seed(cfg.task_seed)
         C, S, T = cfg.C, cfg.S, cfg.T
-        self.rules_RK = torch.randint(0, C, (cfg.n_rules, C ** 3), generator=g)
+        self.rules_RK = torch.randint(0, C, (cfg.n_rules, C**3), generator=g)
         self.vocab_size, self.seq_len, self.plateau_loss = C, S * T, math.log(C)
         L = S * T
         self._out = torch.zeros(1, L - 1, dtype=torch.bool)
-        self._out[0, (T - 1) * S - 1:] = True  # predictions of the final state
+        self._out[0, (T - 1) * S - 1 :] = True  # predictions of the final state
         par = torch.zeros(1, L, L, dtype=torch.bool)
         for t in range(1, T):
             for i in range(S):
@@ -185,8 +185,13 @@ class CATask(Task):
         states = ids_BL.view(n, T, S)
         # each pool rule's prediction of every cell of every later state, given the previous state
         prev_NS = states[:, :-1].reshape(n * (T - 1), S)
-        pred_BRTS = torch.stack([self.step(prev_NS, self.rules_RK[r].expand(n * (T - 1), -1)).view(n, T - 1, S)
-                                 for r in range(R)], 1)
+        pred_BRTS = torch.stack(
+            [
+                self.step(prev_NS, self.rules_RK[r].expand(n * (T - 1), -1)).view(n, T - 1, S)
+                for r in range(R)
+            ],
+            1,
+        )
         logp = torch.full((n, S * T - 1), -math.log(C))
         alive_BR = torch.ones(n, R, dtype=torch.bool)
         for t in range(1, T):
@@ -230,7 +235,9 @@ class InductionTask(Task):
             logw, pnext = [], []
             for P in periods:
                 j = torch.arange(P, max(P, t + 1))
-                consistent = (ids_BT[:, j] == ids_BT[:, j - P]).all(1) if len(j) else torch.ones(n, dtype=torch.bool)
+                consistent = (
+                    (ids_BT[:, j] == ids_BT[:, j - P]).all(1) if len(j) else torch.ones(n, dtype=torch.bool)
+                )
                 logw.append(torch.where(consistent, -min(P, t + 1) * math.log(V), -math.inf))
                 if P <= t + 1:  # x[t+1] = x[t+1-P] is already a copy
                     pnext.append((ids_BT[:, t + 1] == ids_BT[:, t + 1 - P]).float())

@@ -34,6 +34,13 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     log_every: int = Field(10, ge=1, description="evaluate loss and alignment every this many steps")
     eval_seqs: int = Field(256, ge=1, description="held-out sequences for each evaluation")
+    stop_when_solved: int = Field(
+        5,
+        ge=0,
+        description="stop after this many evaluations in a row with the "
+        "output loss solved_frac of the way from plateau to floor (0 = never)",
+    )
+    solved_frac: float = Field(0.95, gt=0, le=1)
 
 
 class RunSpec(BaseModel):
@@ -57,9 +64,12 @@ def _evaluate(model, smp) -> dict[str, Any]:
     nll_BT1 = per_position_nll(logits, smp.ids_BT)
     mask = smp.out_mask_BT1.expand_as(nll_BT1)
     pos_loss = (nll_BT1 * mask).sum(0) / mask.sum(0).clamp_min(1)
-    out = {"loss": float(nll_BT1.mean()), "loss_out": float(nll_BT1[mask].mean()),
-           "acc_out": float((logits[:, :-1].argmax(-1) == smp.ids_BT[:, 1:])[mask].float().mean()),
-           "pos_loss": pos_loss.tolist()}
+    out = {
+        "loss": float(nll_BT1.mean()),
+        "loss_out": float(nll_BT1[mask].mean()),
+        "acc_out": float((logits[:, :-1].argmax(-1) == smp.ids_BT[:, 1:])[mask].float().mean()),
+        "pos_loss": pos_loss.tolist(),
+    }
     out.update(alignment(patterns, smp.parents_BTT))
     return out
 
@@ -79,9 +89,25 @@ def train_run(spec: RunSpec, on_log: Callable[[int, dict[str, Any]], None] | Non
     gen = torch.Generator().manual_seed(spec.seed)
     eval_smp = task.sample(tc.eval_seqs, torch.Generator().manual_seed(10_000_019 + spec.seed))
     n_seqs = max(1, tc.tokens_per_step // task.seq_len)
-    curves: dict[str, list] = {k: [] for k in ("step", "loss", "loss_out", "acc_out", "parent_mass", "iou",
-                                               "entropy", "pos_loss", "train_loss")}
+    curves: dict[str, list] = {
+        k: []
+        for k in (
+            "step",
+            "loss",
+            "loss_out",
+            "acc_out",
+            "parent_mass",
+            "parent_mass_row",
+            "iou",
+            "entropy",
+            "pos_loss",
+            "train_loss",
+        )
+    }
     train_losses: list[float] = []
+    floor = task.floor()
+    solved_level = task.plateau_loss - tc.solved_frac * (task.plateau_loss - floor["loss_out"])
+    solved_streak = 0
     for step in range(tc.steps + 1):
         if step % tc.log_every == 0 or step == tc.steps:
             model.eval()
@@ -95,7 +121,8 @@ def train_run(spec: RunSpec, on_log: Callable[[int, dict[str, Any]], None] | Non
                     curves[k].append(ev[k])
             if on_log is not None:
                 on_log(step, ev)
-        if step == tc.steps:
+            solved_streak = solved_streak + 1 if ev["loss_out"] <= solved_level else 0
+        if step == tc.steps or (tc.stop_when_solved and solved_streak >= tc.stop_when_solved):
             break
         smp = task.sample(n_seqs, gen)
         logits = model(smp.ids_BT, smp.parents_BTT)
@@ -106,8 +133,15 @@ def train_run(spec: RunSpec, on_log: Callable[[int, dict[str, Any]], None] | Non
         opt.step()
         sched.step()
         train_losses.append(loss.item())
-    floor = task.floor()
-    return {"run_id": spec.run_id, "spec": spec.model_dump(mode="json"), "floor": floor["loss"],
-            "floor_out": floor["loss_out"], "plateau": task.plateau_loss, "seq_len": task.seq_len,
-            "n_params": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - t0,
-            "curves": curves}
+    return {
+        "run_id": spec.run_id,
+        "spec": spec.model_dump(mode="json"),
+        "floor": floor["loss"],
+        "floor_out": floor["loss_out"],
+        "plateau": task.plateau_loss,
+        "seq_len": task.seq_len,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "seconds": time.perf_counter() - t0,
+        "stopped_at": curves["step"][-1],
+        "curves": curves,
+    }

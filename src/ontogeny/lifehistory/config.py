@@ -54,6 +54,7 @@ class ScaffoldConfig(_Strict):
     tau_in: float = Field(0.9, gt=0, le=1, description="edge p->c needs P(p fires | c fires) >= tau_in")
     tau_out: float = Field(0.5, ge=0, le=1, description="and P(c fires | p fires) <= tau_out (p more general)")
     min_cofire: int = Field(5, ge=1, description="and at least this many tokens where both fire")
+    min_reach: int = Field(1, ge=0, description="a carrier organises at least this many descendants")
     rank_by: Literal["reach", "out_degree"] = "reach"
 
 

@@ -43,7 +43,7 @@ class CorpusConfig(BaseModel):
     prose_chars: int = Field(1_000_000, ge=0, description="budget for pydoc topic documents")
     eval_frac: float = Field(0.05, gt=0.0, lt=0.5, description="share of source files held out for eval")
     n_synthetic: int = Field(400, ge=0, description="synthetic documents stored in the corpus")
-    synthetic_len: int = Field(64, ge=8, description="words per stored synthetic document")
+    synthetic_len: int = Field(33, ge=8, description="words per stored synthetic document")
     alphabet_size: int = Field(128, ge=8, description="common prose words the synthetic spans draw from")
     max_file_chars: int = Field(60_000, ge=1000, description="longer source files are cut to this length")
     stdlib: str | None = Field(None, description="standard-library folder (default: this interpreter's)")

@@ -56,17 +56,17 @@ class TokenData:
         alphabet = alphabet_token_ids(tokenizer, corpus.alphabet)
         return cls(train_stream, windows, alphabet, ordinary_token_ids(tokenizer), synthetic, context, seed)
 
-    def batch(self, step: int, batch_size: int, synthetic_frac: float) -> tuple[torch.Tensor, int]:
-        """([batch_size, context+1] token ids, number of synthetic rows first) for training step `step`."""
+    def batch(self, step: int, n_natural: int, n_synthetic: int,
+              synthetic_context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids for training step `step`: natural [n_natural, context+1], synthetic
+        [n_synthetic, synthetic_context+1]; a pure function of (seed, step)."""
         rng = np.random.default_rng([self.seed, step, 11])
-        n_syn = int(round(batch_size * synthetic_frac))
-        starts = rng.integers(0, len(self.train_stream) - self.context - 1, size=batch_size - n_syn)
+        starts = rng.integers(0, len(self.train_stream) - self.context - 1, size=n_natural)
         offsets = torch.arange(self.context + 1)
         natural_BT = self.train_stream[torch.from_numpy(starts)[:, None] + offsets]
-        if n_syn == 0:
-            return natural_BT, 0
-        syn_BT = synthetic_batch(rng, self.synthetic, self.alphabet_ids, n_syn, self.context + 1)
-        return torch.cat([syn_BT, natural_BT]), n_syn
+        synthetic_BS = synthetic_batch(rng, self.synthetic, self.alphabet_ids, n_synthetic,
+                                       synthetic_context + 1)
+        return natural_BT, synthetic_BS
 
     def summary(self) -> dict[str, int]:
         out = {"train_tokens": int(len(self.train_stream)), "alphabet_tokens": int(len(self.alphabet_ids))}

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from ontogeny.errors import SeriesError
 
 STEP_DIR = "step_{step:06d}"
+POINTER = "source.json"
 _STEP_RE = re.compile(r"^step_?(\d+)$")
 # Config fields that define an architecture: checkpoints of one series must agree on all of them.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -115,7 +116,19 @@ class CheckpointSeries:
 def load_series(source: str | Path, steps: Sequence[int] | None = None,
                 revisions: Sequence[str] | None = None, device: str = "cpu",
                 dtype: torch.dtype | None = None, cache_dir: str | None = None) -> CheckpointSeries:
-    """Open a checkpoint series (see module docstring); `steps` selects a subset of a local series."""
+    """Open a checkpoint series (see module docstring); `steps` selects a subset of a local series.
+
+    A folder holding `source.json` ({"source": ..., "revisions": [...]}) points at another series (a Hub
+    repo, say): a study's `series/` folder is such a pointer when the checkpoints live elsewhere.
+    """
+    pointer = Path(source) / POINTER
+    if revisions is None and pointer.exists():
+        ref = json.loads(pointer.read_text())
+        revs = ref.get("revisions")
+        if revs is not None and steps is not None:
+            revs = [r for r in revs if parse_step(r) in set(steps)]
+        return load_series(ref["source"], steps=None if revs is not None else steps, revisions=revs,
+                           device=device, dtype=dtype, cache_dir=ref.get("cache_dir", cache_dir))
     if revisions is not None:
         checkpoints = [Checkpoint(parse_step(r), str(source), r) for r in revisions]
     else:
@@ -213,6 +226,15 @@ def series_info(series: CheckpointSeries) -> dict[str, Any]:
             "n_heads": series.n_heads, "vocab_size": int(series.config.vocab_size),
             "sources": [c.describe() for c in series.checkpoints],
             "architecture": {f: getattr(series.config, f, None) for f in ARCH_FIELDS}}
+
+
+def write_pointer(folder: str | Path, source: str, revisions: Sequence[str] | None = None,
+                  cache_dir: str | None = None) -> None:
+    """Make `folder` a pointer to a series that lives elsewhere (a Hub repo or another folder)."""
+    from ontogeny.store.run import write_json
+
+    write_json(Path(folder) / POINTER, {"source": str(source), "revisions": list(revisions) if revisions else None,
+                                        "cache_dir": cache_dir})
 
 
 def read_series_json(root: str | Path) -> dict[str, Any]:

@@ -29,15 +29,18 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_period: int = Field(4, ge=2, description="shortest repeated span in training")
-    max_period: int = Field(24, ge=2, description="longest repeated span in training")
-    heldout_periods: tuple[int, ...] = Field((7, 11, 17), description="periods kept out of training")
-    max_repeats: int = Field(4, ge=2, description="most copies of the span in one sequence")
+    min_period: int = Field(3, ge=2, description="shortest repeated span in training")
+    max_period: int = Field(12, ge=2, description="longest repeated span in training")
+    heldout_periods: tuple[int, ...] = Field((5, 9), description="periods kept out of training")
+    min_repeats: int = Field(2, ge=2, description="fewest copies of the span in one sequence")
+    max_repeats: int = Field(16, ge=2, description="most copies of the span (capped by what fits)")
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticConfig:
         if self.max_period < self.min_period:
             raise ConfigError(f"max_period={self.max_period} < min_period={self.min_period}")
+        if self.max_repeats < self.min_repeats:
+            raise ConfigError(f"max_repeats={self.max_repeats} < min_repeats={self.min_repeats}")
         if not self.train_periods:
             raise ConfigError("heldout_periods leave no training period")
         return self
@@ -54,7 +57,7 @@ def synthetic_indices(rng: np.random.Generator, cfg: SyntheticConfig, alphabet_s
     if not periods:
         raise ConfigError(f"no training period fits twice in a sequence of length {length}")
     period = int(rng.choice(periods))
-    repeats = int(rng.integers(2, min(cfg.max_repeats, length // period) + 1))
+    repeats = min(int(rng.integers(cfg.min_repeats, cfg.max_repeats + 1)), length // period)
     out = rng.integers(0, alphabet_size, size=length)
     start = int(rng.integers(0, length - repeats * period + 1))
     span = rng.integers(0, alphabet_size, size=period)
@@ -65,6 +68,8 @@ def synthetic_indices(rng: np.random.Generator, cfg: SyntheticConfig, alphabet_s
 def synthetic_batch(rng: np.random.Generator, cfg: SyntheticConfig, alphabet_ids: torch.Tensor,
                     n_rows: int, length: int) -> torch.Tensor:
     """[n_rows, length] token ids of synthetic sequences drawn over `alphabet_ids`."""
+    if n_rows == 0:
+        return torch.empty(0, length, dtype=torch.long)
     idx = np.stack([synthetic_indices(rng, cfg, len(alphabet_ids), length) for _ in range(n_rows)])
     return alphabet_ids[torch.from_numpy(idx)]
 

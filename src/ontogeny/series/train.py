@@ -46,8 +46,9 @@ class SeriesConfig(BaseModel):
     d_mlp: int = Field(512, ge=1)
     rotary_pct: float = Field(0.25, gt=0.0, le=1.0, description="share of each head's dims rotated")
     context: int = Field(64, ge=8, description="tokens per training row")
-    batch_size: int = Field(32, ge=1)
-    synthetic_frac: float = Field(0.5, ge=0.0, le=1.0, description="share of rows that are synthetic")
+    batch_size: int = Field(16, ge=1, description="natural-text rows per step")
+    synthetic_rows: int = Field(48, ge=0, description="synthetic repeated-span rows per step")
+    synthetic_context: int = Field(32, ge=4, description="tokens per synthetic row")
     n_steps: int = Field(1500, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     warmup: int = Field(100, ge=1)
@@ -58,15 +59,17 @@ class SeriesConfig(BaseModel):
     log_until: int = Field(64, ge=0, description="checkpoints at 0, 1, 2, 4, ... up to this step")
     eval_windows: int = Field(16, ge=1, description="eval windows per document kind")
     induction_seqs: int = Field(32, ge=1, description="repeated sequences per induction period")
-    long_periods: tuple[int, ...] = Field((28,), description="untrained periods above max_period")
+    long_periods: tuple[int, ...] = Field((16, 24), description="untrained periods above max_period, "
+                                          "scored in the natural context (longer than synthetic rows)")
 
     @classmethod
     def tiny(cls) -> SeriesConfig:
         """A series that trains in seconds, for tests: tiny corpus, 1 layer, 40 steps."""
         return cls(corpus=CorpusConfig.tiny(), vocab_size=512, n_layers=1, d_model=32, n_heads=2,
-                   d_mlp=64, context=32, batch_size=8, n_steps=40, warmup=5, checkpoint_every=20,
-                   log_until=4, eval_windows=4, induction_seqs=8, long_periods=(),
-                   synthetic=SyntheticConfig(min_period=3, max_period=12, heldout_periods=(5, 9)))
+                   d_mlp=64, context=32, batch_size=8, synthetic_rows=8, synthetic_context=16, n_steps=40,
+                   warmup=5, checkpoint_every=20, log_until=4, eval_windows=4, induction_seqs=8,
+                   long_periods=(10,), synthetic=SyntheticConfig(min_period=2, max_period=6,
+                                                                 heldout_periods=(4,)))
 
     @property
     def steps(self) -> list[int]:
@@ -121,6 +124,20 @@ def evaluate(model, data: TokenData, cfg: SeriesConfig) -> dict[str, float]:
     return out
 
 
+def save_checkpoint(model, folder: Path) -> None:
+    """`save_pretrained` (safetensors) into `folder`, atomically and without transformers' progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with atomic_path(folder) as tmp:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
@@ -159,8 +176,7 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
             train_loss = sum(recent) / len(recent) if recent else metrics["eval_loss"]
             row = {"step": step, "train_loss": train_loss, "tokens": tokens_seen, **metrics}
             ckpt_log.append(row)
-            with atomic_path(out / f"step_{step:06d}") as tmp:
-                model.save_pretrained(str(tmp), safe_serialization=True)
+            save_checkpoint(model, out / f"step_{step:06d}")
             _write_table(out / "losses.parquet", ckpt_log)
             recent = []
             if progress:
@@ -170,17 +186,21 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
         lr = lr_at(step, cfg.lr, cfg.warmup, cfg.n_steps, cfg.final_lr_frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        tokens_BT, n_syn = data.batch(step, cfg.batch_size, cfg.synthetic_frac)
-        loss_B = lm_loss_rows(model, tokens_BT)
-        loss = loss_B.mean()
+        natural_BT, synthetic_BS = data.batch(step, cfg.batch_size, cfg.synthetic_rows,
+                                              cfg.synthetic_context)
+        nat_B = lm_loss_rows(model, natural_BT)
+        syn_B = lm_loss_rows(model, synthetic_BS) if len(synthetic_BS) else nat_B[:0]
+        # every predicted token weighs the same, natural or synthetic
+        n_nat, n_syn = nat_B.numel() * cfg.context, syn_B.numel() * cfg.synthetic_context
+        loss = (nat_B.sum() * cfg.context + syn_B.sum() * cfg.synthetic_context) / (n_nat + n_syn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        tokens_seen += tokens_BT[:, 1:].numel()
+        tokens_seen += n_nat + n_syn
         rec = {"step": step, "loss": loss.item(), "lr": lr,
-               "loss_synthetic": loss_B[:n_syn].mean().item() if n_syn else math.nan,
-               "loss_natural": loss_B[n_syn:].mean().item() if n_syn < len(loss_B) else math.nan,
+               "loss_synthetic": syn_B.mean().item() if n_syn else math.nan,
+               "loss_natural": nat_B.mean().item(),
                "tokens_per_s": tokens_seen / (time.perf_counter() - t0)}
         step_log.append(rec)
         recent.append(rec["loss"])
@@ -193,3 +213,27 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
                       "wall_s": time.perf_counter() - t0, "final": ckpt_log[-1],
                       "provenance": provenance(cfg.model_dump(mode="json"), inputs)})
     return out
+
+
+def read_record(out_dir: str | Path) -> dict[str, Any]:
+    """The finished series' `series.json`; SeriesError naming the folder when absent or corrupt."""
+    import json
+
+    path = Path(out_dir) / "series.json"
+    if not path.is_file():
+        raise SeriesError(f"{path} not found: {out_dir} is not a finished series")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SeriesError(f"corrupt series record {path}: {e}") from e
+
+
+def read_losses(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-checkpoint log (`losses.parquet`) as a list of rows."""
+    path = Path(out_dir) / "losses.parquet"
+    if not path.is_file():
+        raise SeriesError(f"{path} not found")
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several types on a corrupt file
+        raise SeriesError(f"corrupt loss log {path}: {e}") from e

@@ -42,7 +42,10 @@ class SGLDConfig(BaseModel):
     num_burnin_steps: int = Field(0, ge=0, description="steps discarded before the first draw")
     num_steps_bw_draws: int = Field(1, ge=1, description="SGLD steps between consecutive draws")
     batch_size: int = Field(64, ge=1, description="minibatch size for the gradient")
-    num_init_loss_batches: int = Field(8, ge=1, description="batches averaged for L(w*)")
+    num_init_loss_batches: int = Field(8, ge=1, description="batches averaged for L(w*) when init_loss='batches'")
+    init_loss: Literal["paired", "batches"] = Field(
+        "paired", description="L(w*): 'paired' evaluates it on every draw's own minibatch (removes the "
+        "minibatch-noise bias nβ·(L_batches(w*) − L_n(w*))); 'batches' averages the first batches, as devinterp")
     noise_level: float = Field(1.0, ge=0, description="noise scale σ (1 for true SGLD)")
     seed: int = Field(0, description="seed of the noise and of the minibatch order")
     mala: bool = Field(False, description="also compute a MALA acceptance rate (one extra gradient per step)")
@@ -60,7 +63,8 @@ class SGLDConfig(BaseModel):
 class SGLDResult:
     """What a sampling run returns: loss traces, draws of each observable and diagnostics."""
 
-    init_loss: float
+    init_loss: float  # L(w*): mean over the draws' minibatches ('paired') or the first batches
+    init_draw_loss_D: torch.Tensor | None  # L_batch(w*) on each draw's minibatch ('paired'), [draws]
     loss_trace_CS: torch.Tensor  # minibatch loss at every step (burn-in included), [chains, steps]
     draw_loss_CD: torch.Tensor  # minibatch loss at each draw, [chains, draws]
     observables: dict[str, torch.Tensor]  # name -> [chains, draws, ...]
@@ -121,7 +125,8 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
     sampled0, frozen, fmasks = _split(params0, masks)
     observables = dict(observables or {})
     C, eps, nb, gam, sig = config.num_chains, config.lr, config.n_beta, config.gamma, config.noise_level
-    if init_loss is None:
+    paired = init_loss is None and config.init_loss == "paired"
+    if init_loss is None and not paired:
         init_loss = init_loss_of(loss_fn, params0, batches, config.num_init_loss_batches)
 
     def loss_sampled(s: Params, fz: Params, batch: Any) -> torch.Tensor:
@@ -148,6 +153,7 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
     n_steps = config.num_steps
     trace = torch.empty(C, n_steps)
     draws: list[torch.Tensor] = []
+    init_draws: list[float] = []
     obs_draws: dict[str, list[torch.Tensor]] = {k: [] for k in observables}
     accept: list[torch.Tensor] = []
     sq = math.sqrt(eps) * sig
@@ -171,6 +177,8 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
         if step >= config.num_burnin_steps and (step - config.num_burnin_steps + 1) % config.num_steps_bw_draws == 0:
             draws.append(loss_C.detach())
             with torch.no_grad():
+                if paired:
+                    init_draws.append(float(loss_fn(params0, batch)))
                 for k, f in obs_all.items():
                     obs_draws[k].append(f(w, frozen).detach())
         if on_step is not None:
@@ -178,10 +186,13 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
     seconds = time.perf_counter() - t0
 
     draw_CD = torch.stack(draws, dim=1)
+    init_D = torch.tensor(init_draws, dtype=torch.float64) if paired else None
+    if paired:
+        init_loss = float(init_D.mean())
     obs_out = {k: torch.stack(v, dim=1) for k, v in obs_draws.items()}
     limit = init_loss + config.divergence_factor * max(abs(init_loss), 1.0)
     diverged = ~torch.isfinite(trace).all(dim=1) | (trace > limit).any(dim=1)
-    below = (draw_CD < init_loss).float().mean(dim=1)
+    below = (draw_CD < (init_D.to(draw_CD.dtype) if paired else init_loss)).float().mean(dim=1)
     msgs = []
     for c in range(C):
         if diverged[c]:
@@ -192,7 +203,7 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
     for m in msgs:
         warnings.warn(m, RuntimeWarning, stacklevel=2)
     mala = torch.stack(accept, dim=1).mean(dim=1) if accept else None
-    return SGLDResult(init_loss, trace, draw_CD, obs_out, diverged, below, mala, msgs, seconds)
+    return SGLDResult(init_loss, init_D, trace, draw_CD, obs_out, diverged, below, mala, msgs, seconds)
 
 
 def _mala_acceptance(w: Params, w_new: Params, gu: Params, gu_new: Params, loss_C: torch.Tensor,

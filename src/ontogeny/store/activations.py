@@ -195,15 +195,21 @@ def cache_activations(series, token_ids_ST: torch.Tensor, sites: Sequence[str], 
 @torch.no_grad()
 def capture_all(model, token_ids_ST: torch.Tensor, sites: Sequence[str], batch_size: int = 32,
                 ) -> dict[str, torch.Tensor]:
-    """Activations [S*T, D] of each site over all sequences, in token order."""
+    """Activations [S*T, D] of each site over all sequences, in token order.
+
+    Each batch's activations are copied straight into one preallocated buffer per site (no list of
+    parts to concatenate), so capture costs little beyond the forward pass.
+    """
     device = next(model.parameters()).device
-    parts: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
-    for i in range(0, token_ids_ST.shape[0], batch_size):
+    S, T = token_ids_ST.shape
+    out: dict[str, torch.Tensor] = {}
+    for i in range(0, S, batch_size):
         got = capture(model, token_ids_ST[i:i + batch_size].to(device), sites)
         for s in sites:
-            parts[s].append(got[s].reshape(-1, got[s].shape[2] * (got[s].shape[3] if got[s].dim() == 4 else 1))
-                            .float().cpu())
-    out = {s: torch.cat(p) for s, p in parts.items()}
+            flat = got[s].flatten(2) if got[s].dim() == 4 else got[s]  # hook_z [B,T,H,d] -> [B,T,H*d]
+            if s not in out:
+                out[s] = torch.empty(S * T, flat.shape[-1], dtype=torch.float32)
+            out[s][i * T:(i * T + flat.shape[0] * T)].copy_(flat.reshape(-1, flat.shape[-1]))
     for s, a in out.items():
         if not torch.isfinite(a).all():
             raise StoreError(f"site {s}: the model produced NaN or inf activations")

@@ -1,0 +1,124 @@
+"""`ontogeny lifehistory`: feature life histories of a run (matching, lineages, turnover, scaffold, ablation)."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import ValidationError
+
+from ontogeny.commands._common import console, parse_csv, parse_csv_ints, progress, show_table, user_errors
+from ontogeny.errors import ConfigError
+
+
+def load_config(path: Path | None, overrides: dict[str, dict[str, Any]], seed: int) -> "LifeHistoryConfig":  # noqa: F821
+    """LifeHistoryConfig from defaults, then a TOML file ([match], [phase], ...), then command-line options."""
+    from ontogeny.lifehistory.config import LifeHistoryConfig
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read life-history config {path}: {e}") from e
+    for section, values in overrides.items():
+        for k, v in values.items():
+            if v is not None:
+                data.setdefault(section, {})[k] = v
+    data.setdefault("seed", seed)
+    try:
+        return LifeHistoryConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid life-history config{f' in {path}' if path else ''}: {e}") from e
+
+
+def _fmt(x: Any) -> Any:
+    return "nan" if isinstance(x, float) and math.isnan(x) else x
+
+
+def lifehistory(
+    run_dir: Annotated[Path, typer.Option(help="run directory with activations/, dictionaries/ and series/")]
+    = Path("runs/demo"),
+    sites: Annotated[Optional[str], typer.Option(help="comma-separated sites (default: every site in the store)")]
+    = None,
+    steps: Annotated[Optional[str], typer.Option(help="comma-separated steps (default: all with dictionaries)")]
+    = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML with tables match, phase, scaffold, ablation, predict")]
+    = None,
+    n_carriers: Annotated[Optional[int], typer.Option(help="carriers kept across sites (default 50)")] = None,
+    early_frac: Annotated[Optional[float], typer.Option(help="early phase = first fraction of training (0.01)")]
+    = None,
+    n_null: Annotated[Optional[int], typer.Option(help="token permutations per transition for the null (20)")]
+    = None,
+    n_controls: Annotated[Optional[int], typer.Option(help="count-matched control populations (100)")] = None,
+    n_single: Annotated[Optional[int], typer.Option(help="non-carriers given single-feature ablation (50)")]
+    = None,
+    max_tokens: Annotated[int, typer.Option(help="tokens of the shared set used for matching (0 = all)")] = 16384,
+    ablation_seqs: Annotated[int, typer.Option(help="sequences of the token set used for ablation")] = 32,
+    ablate: Annotated[bool, typer.Option(help="run the joint cross-layer ablation on the final checkpoint")]
+    = True,
+    seed: Annotated[int, typer.Option(help="seed of nulls, controls and cross-validation")] = 0,
+    force: Annotated[bool, typer.Option(help="recompute even if the summary matches config and inputs")] = False,
+) -> None:
+    """Feature life histories: match dictionaries of adjacent checkpoints, chain lineages, measure turnover,
+    find the carrier scaffold, ablate it jointly against count-matched controls and predict carriers from
+    onset firing. Writes <run>/tables/*.parquet and <run>/figures/lifehistory*. Definitions marked
+    PROPOSAL in docs/lifehistory.md reconstruct a paper whose full text is not public."""
+    from ontogeny.lifehistory.study import run_lifehistory
+
+    with user_errors():
+        cfg = load_config(config, {"scaffold": {"n_carriers": n_carriers}, "phase": {"early_frac": early_frac},
+                                   "match": {"n_null": n_null},
+                                   "ablation": {"n_controls": n_controls, "n_single": n_single}}, seed)
+        with progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def tick(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            out = run_lifehistory(run_dir, cfg, parse_csv(sites), parse_csv_ints(steps), max_tokens or None,
+                                  ablate, ablation_seqs, force, tick)
+    show(out)
+
+
+def show(out: dict[str, Any]) -> None:
+    """Print the headline numbers of a life-history summary as rich tables."""
+    if out.get("skipped"):
+        console.print("[yellow]up to date[/yellow]: summary matches the config and inputs (use --force to redo)")
+    show_table("Turnover (events per step): early vs late", [
+        {"site": s, "early rate": _fmt(v["early_mean_rate"]), "late rate": _fmt(v["late_mean_rate"]),
+         "ratio": _fmt(v["ratio"]), "step-weighted ratio": _fmt(v["ratio_step_weighted"]),
+         "early churn": _fmt(v["early_mean_churn"]), "late churn": _fmt(v["late_mean_churn"]),
+         "n early": int(v["n_early"]), "n late": int(v["n_late"])} for s, v in out["turnover"].items()])
+    rows = [{"lineages": out["n_lineages"], "carriers": out["n_carriers"],
+             "recruitment (final)": out["recruitment_final"], "early cut-off step": out["early_cutoff_step"],
+             "stable / transition": out["stable_per_transition"],
+             "null stable / transition": out["null_stable_mean_per_transition"]}]
+    show_table("Scaffold", rows)
+    p = out.get("prediction")
+    if p:
+        show_table("Carrier prediction from onset firing", [
+            {"fold": i + 1, "accuracy": a, "auc": u} for i, (a, u) in enumerate(zip(p["fold_accuracy"], p["fold_auc"]))]
+            + [{"fold": "mean", "accuracy": p["accuracy"], "auc": sum(p["fold_auc"]) / len(p["fold_auc"])},
+               {"fold": "null", "accuracy": p["null_accuracy_mean"], "auc": f"p={p['p_value']:.3g}"}])
+    elif out.get("prediction_error"):
+        console.print(f"[yellow]carrier prediction skipped:[/yellow] {out['prediction_error']}")
+    abl = out.get("ablation")
+    if abl and "joint_delta_ce" in abl:
+        show_table("Joint cross-layer ablation: carriers vs count-matched controls", [
+            {"metric": m, **{k: _fmt(v) for k, v in abl[m].items()}} for m in ("joint_delta_ce", "joint_kl")])
+        if "single_per_firing_carrier_percentile_mean" in abl:
+            console.print(f"single-feature per-firing ΔCE: carriers sit at percentile "
+                          f"{abl['single_per_firing_carrier_percentile_mean']:.1f} of non-carriers")
+    elif abl:
+        console.print(f"[yellow]ablation skipped:[/yellow] {abl.get('error')}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ontogeny lifehistory` to the app."""
+    app.command("lifehistory")(lifehistory)

@@ -1,0 +1,89 @@
+"""`ontogeny study`, `ontogeny demo` and `ontogeny query`: the main job and its tables."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import typer
+
+from ontogeny.commands._common import console, progress, show_table, user_errors
+
+
+def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: Path | None) -> None:
+    from ontogeny.study.pipeline import run_study
+
+    if backend:
+        cfg = cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"backend": backend,
+                                                                                "address": address})})
+    t0 = time.perf_counter()
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(kind: str, name: str, info: dict) -> None:
+            if kind == "start":
+                tasks[name] = bar.add_task(name, total=1)
+            elif kind == "done":
+                bar.update(tasks[name], completed=1, description=f"{name} ({info['seconds']:.1f}s)")
+
+        out = run_study(cfg, run_dir, on_event)
+    console.print(f"ran {len(out['ran'])} units, skipped {len(out['skipped'])} complete ones "
+                  f"in {time.perf_counter() - t0:.0f}s")
+    from ontogeny.report.html import headlines
+
+    show_table("headline numbers", [{"measure": a, "value": b} for a, b, _ in headlines(run_dir)])
+    page = Path(out["report"])
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(page, report / "index.html")
+        if (page.parent / "figures").exists():
+            shutil.copytree(page.parent / "figures", report / "figures", dirs_exist_ok=True)
+        page = report / "index.html"
+    console.print(f"report: {page}")
+
+
+def study(
+    config: Path = typer.Argument(..., help="Study config (TOML); see docs/study.md."),
+    run_dir: Path = typer.Option(Path("runs/study"), "--run-dir", help="Run directory (resumed if it exists)."),
+    backend: str = typer.Option(None, help="Override compute.backend: process or ray."),
+    address: str = typer.Option(None, help="Ray cluster address (default: a local instance)."),
+    report: Path = typer.Option(None, help="Also copy the report (index.html + PNGs) to this folder."),
+) -> None:
+    """Run a study: series -> activations -> dictionaries -> analyses -> report. Rerunning skips finished units."""
+    from ontogeny.config import load_config
+
+    with user_errors():
+        _run(load_config(config), run_dir, backend, address, report)
+
+
+def demo(
+    run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Run directory (resumed if it exists)."),
+    report: Path = typer.Option(Path("report"), help="Folder for a copy of the report (index.html + PNGs)."),
+    backend: str = typer.Option(None, help="process (default) or ray."),
+    address: str = typer.Option(None, help="Ray cluster address."),
+) -> None:
+    """The study on the embedded default: trains the small series here, analyses it, writes the report."""
+    from ontogeny.study.demo import demo_config
+
+    with user_errors():
+        _run(demo_config(), run_dir, backend, address, report)
+
+
+def query(
+    sql: str = typer.Argument(..., help="SQL over the run's tables, e.g. 'SELECT * FROM llc'."),
+    run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Run directory with tables/*.parquet."),
+    limit: int = typer.Option(50, help="Rows shown at most."),
+) -> None:
+    """Query the run's Parquet tables with DuckDB (each tables/<name>.parquet is a view <name>)."""
+    from ontogeny.store.tables import query as run_query
+
+    with user_errors():
+        cols, rows = run_query(run_dir, sql)
+        show_table(f"{len(rows)} rows", [dict(zip(cols, r)) for r in rows[:limit]])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("study")(study)
+    app.command("demo")(demo)
+    app.command("query")(query)

@@ -1,0 +1,61 @@
+"""Typed configuration of one `crosscode` study: checkpoints, site, crosscoder, training, tasks, thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ontogeny.causal.attribution import IGConfig
+from ontogeny.causal.tasks import TASKS
+from ontogeny.errors import ConfigError
+
+
+class CrosscodeConfig(BaseModel):
+    """Everything `run_crosscode` needs besides the activation store and the series."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[int] = Field(..., min_length=2, description="checkpoints stacked into the crosscoder, in order")
+    site: str = Field("blocks.1.hook_resid_pre", description="hook site (the authors read resid_pre)")
+    d_sae: int = Field(512, gt=0, description="number of shared latents F")
+    rule: Literal["relu", "batchtopk"] = Field("relu", description="relu (+L1, the paper's) or batchtopk")
+    l1_coefficient: float = Field(2.0, ge=0, description="relu: lambda of the decoder-norm-weighted L1")
+    k: int = Field(32, gt=0, description="batchtopk: mean active latents per token")
+    n_steps: int = Field(2000, gt=0, description="training steps")
+    batch_size: int = Field(1024, gt=0, description="tokens per training batch (authors: 4096)")
+    lr: float = Field(1e-3, gt=0, description="Adam lr (authors: 5e-5 over 400M tokens; small runs need more)")
+    l1_warmup_frac: float = Field(0.05, ge=0, le=1, description="share of steps over which lambda ramps up")
+    seed: int = Field(0, description="seed of the crosscoder init, batches and task pairs")
+    tasks: list[str] = Field(list(TASKS), description=f"built-in minimal-pair tasks ({', '.join(TASKS)})")
+    pairs_file: Path | None = Field(None, description="JSONL of the user's own minimal pairs (added as tasks)")
+    n_pairs: int = Field(64, gt=0, description="pairs generated per built-in task")
+    ig: IGConfig = Field(default_factory=IGConfig, description="integrated-gradient settings")
+    low: float = Field(0.3, ge=0, le=1, description="RelDec/RelIE: below is 'discontinued' (earlier-specific)")
+    high: float = Field(0.7, ge=0, le=1, description="RelDec/RelIE: above is 'emerging' (later-specific)")
+    top_k: int = Field(10, gt=0, description="top-|IE| latents per checkpoint kept for ablation and reports")
+    scaling_eps_threshold: float = Field(0.5, ge=0, description="latent scaling: nu_eps above flags shrinkage")
+    scaling_rec_threshold: float = Field(0.5, ge=0, description="latent scaling: nu_rec above flags decoupling")
+    n_contexts: int = Field(5, gt=0, description="top-activating contexts shown per feature")
+    context_tokens: int = Field(12, gt=0, description="tokens of left context per example")
+    features_per_class: int = Field(5, gt=0, description="features listed per RelDec class in the figure")
+    ablate: bool = Field(True, description="run the zero-ablation validation")
+
+    @model_validator(mode="after")
+    def _check(self) -> CrosscodeConfig:
+        if self.low > self.high:
+            raise ConfigError(f"low={self.low} must not exceed high={self.high}")
+        if list(self.steps) != sorted(set(self.steps)):
+            raise ConfigError(f"steps must be distinct and increasing, got {self.steps}")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ConfigError(f"unknown tasks {unknown}: choose from {TASKS}")
+        if not self.tasks and self.pairs_file is None:
+            raise ConfigError("no tasks: give built-in tasks or a pairs_file")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """Column tag of each checkpoint: s<step>."""
+        return [f"s{s}" for s in self.steps]

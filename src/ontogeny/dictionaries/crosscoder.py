@@ -1,0 +1,299 @@
+"""An acausal crosscoder over K checkpoints: per-checkpoint encoders into one latent space, per-checkpoint
+decoders; a source of the generic trainer (`dictionaries.train`), with an activation rule from `RULES`.
+
+Bayazit et al. 2025 ("Crosscoding Through Time"; authors' crosscoder.py after Anthropic's crosscoders
+and ckkissane's replication):
+
+    pre = sum_m x_m W_enc[m] + b_enc,   codes = rule(pre),   x_hat_m = codes W_dec[:, m] + b_dec[m]
+    L1 loss  = mean_b sum_m ||x_m - x_hat_m||^2 + lambda * mean_b sum_i a_i sum_m ||W_dec[i, m]||
+    BatchTopK = keep the k*B largest a_i * sum_m ||W_dec[i, m]|| of the batch (inference: a threshold),
+                loss = reconstruction + alpha * aux-k on dead latents (no L1).
+
+W_dec starts N(0, 1) with every (latent, checkpoint) row at norm `dec_init_norm` (0.08); W_enc is its
+transpose; biases 0. Inputs are scaled per checkpoint by s_m = sqrt(D) / mean ||x_m|| during training
+(`estimate_scales`), and `fold_input_scales` writes s into the weights afterwards so the crosscoder reads
+raw activations; `scale_K` keeps s so `normalised_decoder_norms` recovers the unfolded norms, the space
+in which the paper computes RelDec.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ontogeny.dictionaries.config import DictionaryConfig
+from ontogeny.dictionaries.rules import Rule, make_rule
+from ontogeny.dictionaries.state import StepOutput, TrainState
+from ontogeny.errors import ConfigError, StoreError
+from ontogeny.store.run import atomic_path
+
+WEIGHTS = "sae_weights.safetensors"
+CFG = "cfg.json"
+
+
+class CrossCoderConfig(BaseModel):
+    """Shape and sparsity of a crosscoder (defaults: the authors' L1 crosscoder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_sources: int = Field(..., ge=1, description="K: number of checkpoints stacked in each input")
+    d_in: int = Field(..., gt=0, description="D: width of one checkpoint's activation")
+    d_sae: int = Field(..., gt=0, description="F: number of shared latents")
+    rule: Literal["relu", "batchtopk"] = Field("relu", description="relu (+ decoder-norm-weighted L1) or batchtopk")
+    l1_coefficient: float = Field(2.0, ge=0, description="relu: lambda of the L1 term (warmed up by the trainer)")
+    k: int = Field(32, gt=0, description="batchtopk: mean active latents per token at the end of annealing")
+    k_init: int | None = Field(None, gt=0, description="batchtopk: k at step 0 (authors: 1000), annealed to k")
+    k_anneal_steps: int = Field(0, ge=0, description="batchtopk: steps of linear k annealing (authors: 5000)")
+    aux_coefficient: float = Field(1 / 32, ge=0, description="batchtopk: weight of the aux-k loss")
+    k_aux: int | None = Field(None, gt=0, description="batchtopk: dead latents in aux-k (None: D/2)")
+    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk: EMA decay of the threshold")
+    threshold_start_step: int = Field(1000, ge=0, description="batchtopk: first step of the threshold EMA")
+    dec_init_norm: float = Field(0.08, gt=0, description="initial norm of every decoder row d_{i,m}")
+
+    @model_validator(mode="after")
+    def _check(self) -> CrossCoderConfig:
+        if self.rule == "batchtopk" and self.k > self.d_sae:
+            raise ConfigError(f"crosscoder k={self.k} exceeds d_sae={self.d_sae}")
+        return self
+
+    def rule_config(self, k: int | None = None) -> DictionaryConfig:
+        """The `DictionaryConfig` the shared activation rule reads (the decoder stays free)."""
+        return DictionaryConfig(rule=self.rule, d_in=self.n_sources * self.d_in, d_sae=self.d_sae,
+                                k=min(k or self.k, self.d_sae), l1_coefficient=self.l1_coefficient,
+                                k_aux=self.k_aux, aux_coefficient=self.aux_coefficient,
+                                threshold_beta=self.threshold_beta, threshold_start_step=self.threshold_start_step,
+                                decoder_norm="free", apply_b_dec_to_input=False, fast=False)
+
+
+class CrossCoder(nn.Module):
+    """A crosscoder over K stacked checkpoints (see module docstring); inputs are [B, K, D]."""
+
+    def __init__(self, cfg: CrossCoderConfig, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        K, D, F = cfg.n_sources, cfg.d_in, cfg.d_sae
+        gen = torch.Generator().manual_seed(seed)
+        W_dec = torch.randn(F, K, D, generator=gen)
+        W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True) * cfg.dec_init_norm
+        self.W_dec_FKD = nn.Parameter(W_dec)
+        self.W_enc_KDF = nn.Parameter(W_dec.permute(1, 2, 0).contiguous())
+        self.b_enc_F = nn.Parameter(torch.zeros(F))
+        self.b_dec_KD = nn.Parameter(torch.zeros(K, D))
+        self.register_buffer("scale_K", torch.ones(K))
+        self.rule: Rule = make_rule(cfg.rule_config(cfg.k_init if cfg.k_anneal_steps else None))
+
+    @property
+    def n_latents(self) -> int:
+        return self.cfg.d_sae
+
+    # ----------------------------------------------------------------- inference (plain reference)
+    def _check_input(self, x_BKD: torch.Tensor) -> None:
+        want = (self.cfg.n_sources, self.cfg.d_in)
+        if x_BKD.dim() != 3 or tuple(x_BKD.shape[1:]) != want:
+            raise ConfigError(f"crosscoder input must be [B, {want[0]}, {want[1]}], got {tuple(x_BKD.shape)}")
+
+    def pre_activations(self, x_BKD: torch.Tensor) -> torch.Tensor:
+        """sum_m x_m W_enc[m] + b_enc: [B, F]."""
+        self._check_input(x_BKD)
+        return torch.einsum("bkd,kdf->bf", x_BKD, self.W_enc_KDF) + self.b_enc_F
+
+    def rank_weights(self) -> torch.Tensor:
+        """sum_m ||d_{i,m}|| in the normalised space (what the L1 term and BatchTopK's ranking weigh)."""
+        return self.normalised_decoder_norms().sum(-1)
+
+    def normalised_decoder_norms(self) -> torch.Tensor:
+        """||d_{i,m}|| [F, K] as trained (unfolded): folded norms times s_m."""
+        return self.W_dec_FKD.norm(dim=-1) * self.scale_K
+
+    def codes_from_pre(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        """The activation rule; BatchTopK ranks pre-activations weighted by the decoder norms."""
+        if self.cfg.rule == "relu":
+            return self.rule(pre_BF)
+        w_F = self.rank_weights().detach().clamp_min(1e-12)
+        return self.rule(pre_BF * w_F) / w_F
+
+    def encode(self, x_BKD: torch.Tensor) -> torch.Tensor:
+        """Shared codes [B, F] of a stack of K activations."""
+        return self.codes_from_pre(self.pre_activations(x_BKD))
+
+    def decode(self, codes_BF: torch.Tensor) -> torch.Tensor:
+        """Per-checkpoint reconstructions [B, K, D]."""
+        return torch.einsum("bf,fkd->bkd", codes_BF, self.W_dec_FKD) + self.b_dec_KD
+
+    def forward(self, x_BKD: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x_BKD))
+
+    # ----------------------------------------------------------------- training contract (state.py)
+    def training_loss(self, x_BKD: torch.Tensor, state: TrainState) -> StepOutput:
+        """Reconstruction summed over checkpoints + L1 (relu) or aux-k (batchtopk); see module docstring."""
+        self._check_input(x_BKD)
+        B = x_BKD.shape[0]
+        if self.cfg.rule == "batchtopk" and self.cfg.k_anneal_steps:
+            self.rule.cfg = self.cfg.rule_config(self._annealed_k(state.step))
+        pre_BF = self.pre_activations(x_BKD)
+        codes_BF = self.codes_from_pre(pre_BF)
+        recon_BKD = self.decode(codes_BF)
+        err_BKD = x_BKD - recon_BKD
+        mse_K = err_BKD.pow(2).sum(-1).mean(0)
+        mse = mse_K.sum()
+        w_F = self.rank_weights()
+        penalty = self.rule.penalty(codes_BF, pre_BF, None, w_F, B)
+        coef = self.cfg.l1_coefficient if self.cfg.rule == "relu" else 0.0
+        loss = mse + state.sparsity_scale * coef * penalty
+        metrics = {"mse": mse.detach(), "penalty": penalty.detach()}
+        if self.rule.uses_aux_k and self.cfg.aux_coefficient > 0 and state.dead_F is not None \
+                and bool(state.dead_F.any()):
+            aux = self._aux_loss(pre_BF, err_BKD.detach(), state.dead_F)
+            loss = loss + self.cfg.aux_coefficient * aux
+            metrics["aux"] = aux.detach()
+        with torch.no_grad():
+            var_K = (x_BKD - x_BKD.mean(0)).pow(2).sum(-1).mean(0).clamp_min(1e-12)
+            for m in range(self.cfg.n_sources):
+                metrics[f"fvu_{m}"] = mse_K[m].detach() / var_K[m]
+            metrics["fvu"] = mse.detach() / var_K.sum()
+            active_BF = codes_BF.detach() != 0
+            metrics["l0"] = active_BF.sum().float() / B
+            if self.cfg.rule == "batchtopk":
+                scaled = (codes_BF.detach() * w_F.detach())[active_BF]
+                self.rule.update(scaled, state.step)
+        return StepOutput(loss, metrics, active_BF.sum(0))
+
+    def _annealed_k(self, step: int) -> int:
+        k0 = self.cfg.k_init or self.cfg.k
+        frac = min(1.0, step / self.cfg.k_anneal_steps)
+        return max(1, round(k0 + (self.cfg.k - k0) * frac))
+
+    def _aux_loss(self, pre_BF: torch.Tensor, e_BKD: torch.Tensor, dead_F: torch.Tensor) -> torch.Tensor:
+        """aux-k: the top dead latents reconstruct the detached residual (no bias), / residual variance."""
+        n_aux = min(self.rule.cfg.aux_k, int(dead_F.sum()))
+        masked = pre_BF.masked_fill(~dead_F, float("-inf"))
+        vals, idx = masked.topk(n_aux, dim=-1, sorted=False)
+        aux_BF = torch.zeros_like(pre_BF).scatter(-1, idx, torch.relu(vals))
+        aux_BKD = torch.einsum("bf,fkd->bkd", aux_BF, self.W_dec_FKD)
+        denom = (e_BKD - e_BKD.mean(0)).pow(2).sum((-1, -2)).mean().clamp_min(1e-12)
+        return (e_BKD - aux_BKD).pow(2).sum((-1, -2)).mean() / denom
+
+    @torch.no_grad()
+    def initialize_from_batch(self, x_BKD: torch.Tensor, method: str = "zeros") -> None:
+        """b_dec from a first batch: zeros (the authors' choice) or the per-checkpoint mean."""
+        if method == "mean":
+            self.b_dec_KD.copy_(x_BKD.float().mean(0))
+        elif method != "zeros":
+            raise ConfigError(f"crosscoder b_dec init {method!r}: use zeros or mean")
+
+    # ----------------------------------------------------------------- input scaling
+    @torch.no_grad()
+    def fold_input_scales(self, scale_K: torch.Tensor) -> None:
+        """Trained on x_m * s_m: W_enc[m] *= s_m, W_dec[:, m] /= s_m, b_dec[m] /= s_m (raw in, raw out)."""
+        s = torch.as_tensor(scale_K, dtype=self.W_enc_KDF.dtype)
+        if s.shape != (self.cfg.n_sources,) or not bool((s > 0).all()):
+            raise ConfigError(f"scale_K must be {self.cfg.n_sources} positive numbers, got {s.tolist()}")
+        self.W_enc_KDF.mul_(s[:, None, None])
+        self.W_dec_FKD.div_(s[None, :, None])
+        self.b_dec_KD.div_(s[:, None])
+        self.scale_K.mul_(s)
+
+    # ----------------------------------------------------------------- SAELens-style folder
+    def save(self, folder: str | Path, metadata: dict | None = None) -> Path:
+        """Write `cfg.json` + `sae_weights.safetensors` (W_enc [K,D,F], W_dec [F,K,D], b_enc, b_dec, scale)."""
+        folder = Path(folder)
+        tensors = {"W_enc": self.W_enc_KDF, "W_dec": self.W_dec_FKD, "b_enc": self.b_enc_F,
+                   "b_dec": self.b_dec_KD, "scale": self.scale_K}
+        thr = self.rule.threshold_F
+        if thr is not None:
+            tensors["threshold"] = thr
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+            cfg = {"architecture": "crosscoder", **self.cfg.model_dump(), **(metadata or {})}
+            (tmp / CFG).write_text(json.dumps(cfg, indent=2, sort_keys=True, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CrossCoder:
+        """Read a folder written by `save` (raises StoreError naming the file)."""
+        folder = Path(folder)
+        where = folder / CFG
+        try:
+            raw = json.loads(where.read_text())
+            fields = {k: raw[k] for k in CrossCoderConfig.model_fields if k in raw}
+            cc = cls(CrossCoderConfig(**fields))
+            where = folder / WEIGHTS
+            with safe_open(str(folder / WEIGHTS), framework="pt") as fh:
+                t = {k: fh.get_tensor(k) for k in fh.keys()}
+        except (OSError, ValueError, KeyError, SafetensorError) as e:
+            raise StoreError(f"cannot read crosscoder file {where}: {e}") from e
+        with torch.no_grad():
+            for name, attr in (("W_enc", "W_enc_KDF"), ("W_dec", "W_dec_FKD"), ("b_enc", "b_enc_F"),
+                               ("b_dec", "b_dec_KD"), ("scale", "scale_K")):
+                if name not in t or t[name].shape != getattr(cc, attr).shape:
+                    raise StoreError(f"{folder / WEIGHTS}: tensor {name!r} missing or of the wrong shape")
+                getattr(cc, attr).copy_(t[name])
+        if "threshold" in t:
+            cc.rule.load_threshold(t["threshold"])
+        return cc.eval()
+
+
+def estimate_scales(acts_NKD: torch.Tensor, n_rows: int | None = None) -> torch.Tensor:
+    """s_m = sqrt(D) / mean_n ||x_{n,m}|| per checkpoint (SAELens / the authors' buffer), [K]."""
+    rows = acts_NKD if n_rows is None else acts_NKD[:n_rows]
+    mean_norm_K = rows.float().norm(dim=-1).mean(0)
+    if not bool((mean_norm_K > 0).all()):
+        raise ConfigError("a checkpoint's activations are all zero; cannot estimate its input scale")
+    return (acts_NKD.shape[-1] ** 0.5) / mean_norm_K
+
+
+def scaled_batches(acts_NKD: torch.Tensor, scale_K: torch.Tensor, batch_size: int, n_steps: int,
+                   seed: int = 0) -> Iterator[torch.Tensor]:
+    """`n_steps` shuffled batches [B, K, D] of x_m * s_m (epochs repeat as needed), deterministic."""
+    if batch_size > acts_NKD.shape[0]:
+        raise ConfigError(f"batch_size={batch_size} exceeds the {acts_NKD.shape[0]} activation rows")
+    gen = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < n_steps:
+        perm = torch.randperm(acts_NKD.shape[0], generator=gen)
+        for i in range(0, acts_NKD.shape[0] - batch_size + 1, batch_size):
+            if done >= n_steps:
+                return
+            yield acts_NKD[perm[i:i + batch_size]] * scale_K[None, :, None]
+            done += 1
+
+
+def encode_in_chunks(cc: CrossCoder, acts_NKD: torch.Tensor, chunk: int = 4096) -> Iterable[torch.Tensor]:
+    """Codes of many rows, a chunk at a time (no autograd)."""
+    with torch.no_grad():
+        for i in range(0, acts_NKD.shape[0], chunk):
+            yield cc.encode(acts_NKD[i:i + chunk])
+
+
+def fit_crosscoder(acts_NKD: torch.Tensor, cfg: CrossCoderConfig, train_cfg=None, batch_size: int = 4096,
+                   n_steps: int = 1000, seed: int = 0, on_step=None):
+    """Train a crosscoder on stacked activations with the generic trainer; returns (crosscoder, result).
+
+    Inputs are scaled per checkpoint (`estimate_scales`), the scales folded in at the end. Defaults of
+    `train_cfg`: the authors' Adam (lr 5e-5, betas 0.9/0.999), grad clip 1, L1 warm-up over the first 5%
+    of steps, linear lr decay to 0 over the run (the authors decay over the last 20% only), zero b_dec.
+    """
+    from ontogeny.dictionaries.train import TrainConfig, train
+
+    if acts_NKD.dim() != 3 or tuple(acts_NKD.shape[1:]) != (cfg.n_sources, cfg.d_in):
+        raise ConfigError(f"activations must be [N, {cfg.n_sources}, {cfg.d_in}], got {tuple(acts_NKD.shape)}")
+    train_cfg = train_cfg or TrainConfig(lr=5e-5, sparsity_warmup_steps=max(1, n_steps // 20),
+                                         lr_end_fraction=0.0, b_dec_init="zeros")
+    if train_cfg.normalize != "none":
+        raise ConfigError("fit_crosscoder scales each checkpoint itself: use TrainConfig(normalize='none')")
+    torch.manual_seed(seed)
+    cc = CrossCoder(cfg, seed=seed)
+    scale_K = estimate_scales(acts_NKD)
+    data = scaled_batches(acts_NKD, scale_K, min(batch_size, acts_NKD.shape[0]), n_steps, seed)
+    result = train(cc, data, train_cfg, total_steps=n_steps, on_step=on_step)
+    cc.fold_input_scales(scale_K)
+    return cc.eval(), result

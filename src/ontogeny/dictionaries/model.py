@@ -1,0 +1,216 @@
+"""`Dictionary`: a sparse autoencoder with an interchangeable activation rule (see `rules.RULES`).
+
+`pre = (x - b_dec) W_enc + b_enc`, `codes = rule(pre)`, `x_hat = codes W_dec + b_dec` (SAELens layout:
+W_enc [d_in, d_sae], W_dec [d_sae, d_in]). Training loss = ||x - x_hat||^2 summed over D, averaged
+over tokens, + sparsity coefficient * rule penalty, + aux_coefficient * aux-k (topk/batchtopk, dead
+latents only; Gao et al. 2024: ||e - W_dec z_aux||^2 / ||e - mean(e)||^2 with e = x - x_hat detached).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ontogeny.dictionaries.config import DictionaryConfig
+from ontogeny.dictionaries.rules import RULES, Rule, make_rule
+from ontogeny.dictionaries.sparse import SparseCodes, row_dots, sparse_decode, sparse_encode, split_flat
+from ontogeny.dictionaries.state import StepOutput, TrainState
+from ontogeny.errors import ConfigError
+
+__all__ = ["RULES", "Dictionary", "geometric_median"]
+
+
+class Dictionary(nn.Module):
+    """A sparse dictionary over one activation site (one checkpoint, one hook)."""
+
+    def __init__(self, cfg: DictionaryConfig, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        D, F = cfg.d_in, cfg.d_sae
+        gen = torch.Generator().manual_seed(seed)
+        W_dec = torch.randn(F, D, generator=gen)
+        W_dec = W_dec / W_dec.norm(dim=1, keepdim=True)
+        self.W_dec_FD = nn.Parameter(W_dec)
+        self.W_enc_DF = nn.Parameter(W_dec.t().clone())
+        self.b_enc_F = nn.Parameter(torch.zeros(F))
+        self.b_dec_D = nn.Parameter(torch.zeros(D))
+        self.rule: Rule = make_rule(cfg)
+        self._density = 0.0  # share of non-zero codes at the last training step (chooses the path)
+
+    # ----------------------------------------------------------------- inference (plain reference)
+    @property
+    def n_latents(self) -> int:
+        return self.cfg.d_sae
+
+    @property
+    def threshold_F(self) -> torch.Tensor | None:
+        """Per-latent inference threshold (jumprelu, batchtopk), else None."""
+        return self.rule.threshold_F
+
+    def pre_activations(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """`(x - b_dec) W_enc + b_enc`, [B, F]."""
+        self._check_input(x_BD)
+        centred = x_BD - self.b_dec_D if self.cfg.apply_b_dec_to_input else x_BD
+        return centred @ self.W_enc_DF + self.b_enc_F
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Codes [B, F] (dense tensor, mostly zeros)."""
+        return self.rule(self.pre_activations(x_BD))
+
+    def decode(self, codes_BF: torch.Tensor) -> torch.Tensor:
+        """Reconstruction [B, D] = codes W_dec + b_dec."""
+        return codes_BF @ self.W_dec_FD + self.b_dec_D
+
+    def forward(self, x_BD: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x_BD))
+
+    def _check_input(self, x_BD: torch.Tensor) -> None:
+        if x_BD.dim() != 2 or x_BD.shape[1] != self.cfg.d_in:
+            raise ConfigError(f"dictionary input must be [B, {self.cfg.d_in}], got {tuple(x_BD.shape)}")
+
+    # ----------------------------------------------------------------- training contract
+    def training_loss(self, x_BD: torch.Tensor, state: TrainState) -> StepOutput:
+        """Loss of one batch and its metrics; the fast (sparse) or plain (dense) path per `cfg.fast`."""
+        self._check_input(x_BD)
+        B, F = x_BD.shape[0], self.cfg.d_sae
+        dead_F = state.dead_F if self.rule.uses_aux_k and self.cfg.aux_coefficient > 0 else None
+        has_dead = dead_F is not None and bool(dead_F.any())
+        n_aux = min(self.cfg.aux_k, int(dead_F.sum())) if has_dead else 0
+        dec_norm_F = self.W_dec_FD.norm(dim=1) if self.cfg.rule == "relu" else None  # only L1 weighs by it
+
+        dense_now = self.rule.name in ("relu", "jumprelu") and self._density > self.cfg.sparse_below
+        if self.cfg.fast and not dense_now:
+            select = self._selector(dead_F if has_dead else None, n_aux)
+            pre_N, flat_N = sparse_encode(x_BD, self.W_enc_DF, self.b_enc_F, self.b_dec_D, select,
+                                          self.cfg.apply_b_dec_to_input)
+            n_main = select.n_main
+            rows, cols, offsets = split_flat(flat_N[:n_main], B, F)
+            codes_N = self.rule.values(pre_N[:n_main], cols)
+            kept_N = codes_N if state.policy is None else state.policy.mask(codes_N, cols, state)
+            recon_BD = sparse_decode(SparseCodes(rows, cols, kept_N, offsets, B, F), self.W_dec_FD) + self.b_dec_D
+            penalty = self.rule.penalty(kept_N, pre_N[:n_main], cols, dec_norm_F, B)
+            aux_codes = None
+            if n_aux:
+                arows, acols, aoffs = split_flat(flat_N[n_main:], B, F)
+                aux_codes = SparseCodes(arows, acols, torch.relu(pre_N[n_main:]), aoffs, B, F)
+            codes_out = codes_N.detach()
+            active = codes_out != 0
+            fired_F = torch.bincount(cols[active], minlength=F)
+        else:
+            pre_BF = self.pre_activations(x_BD)
+            codes_BF = self.rule(pre_BF)
+            kept_BF = codes_BF
+            if state.policy is not None:
+                cols_all = torch.arange(F, device=x_BD.device).repeat(B)
+                kept_BF = state.policy.mask(codes_BF.reshape(-1), cols_all, state).view(B, F)
+            recon_BD = kept_BF @ self.W_dec_FD + self.b_dec_D
+            penalty = self.rule.penalty(kept_BF, pre_BF, None, dec_norm_F, B)
+            aux_codes = None
+            if n_aux:
+                masked = pre_BF.masked_fill(~dead_F, float("-inf"))
+                vals, idx = masked.topk(n_aux, dim=-1, sorted=False)
+                aux_codes = torch.zeros_like(pre_BF).scatter(-1, idx, torch.relu(vals))
+            codes_out = codes_BF.detach()
+            fired_F = (codes_out != 0).sum(0)
+
+        err_BD = x_BD - recon_BD
+        mse = err_BD.pow(2).sum(-1).mean()
+        coef = self.cfg.l1_coefficient if self.cfg.rule == "relu" else (
+            self.cfg.l0_coefficient if self.cfg.rule == "jumprelu" else 0.0)
+        loss = mse + state.sparsity_scale * coef * penalty
+        metrics = {"mse": mse.detach(), "penalty": penalty.detach()}
+        if aux_codes is not None:
+            e_BD = err_BD.detach()
+            aux_BD = (sparse_decode(aux_codes, self.W_dec_FD) if isinstance(aux_codes, SparseCodes)
+                      else aux_codes @ self.W_dec_FD)
+            denom = (e_BD - e_BD.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+            aux = (e_BD - aux_BD).pow(2).sum(-1).mean() / denom
+            loss = loss + self.cfg.aux_coefficient * aux
+            metrics["aux"] = aux.detach()
+        with torch.no_grad():
+            n_active = fired_F.sum()
+            metrics["l0"] = n_active.float() / B
+            self._density = float(n_active) / (B * F)
+            metrics["fvu"] = mse.detach() / x_BD.var(0, unbiased=False).sum().clamp_min(1e-12)
+            self.rule.update(codes_out, state.step)
+            if state.policy is not None:
+                if codes_out.dim() == 2:  # dense path: list the non-zero entries
+                    nz = torch.nonzero(codes_out.reshape(-1), as_tuple=True)[0]
+                    rows = torch.div(nz, F, rounding_mode="floor")
+                    cols, codes_out = nz - rows * F, codes_out.reshape(-1)[nz]
+                contrib = self._contribution(codes_out, rows, cols, err_BD.detach())
+                state.policy.observe(codes_out, cols, contrib, B, state)
+        return StepOutput(loss, metrics, fired_F)
+
+    def _selector(self, dead_F: torch.Tensor | None, n_aux: int):
+        """Selection for the fused encoder: the rule's entries, then (if any) the aux-k dead entries."""
+        rule = self.rule
+
+        def select(pre_BF: torch.Tensor) -> torch.Tensor:
+            main = rule.select(pre_BF)
+            select.n_main = main.numel()
+            if dead_F is None or n_aux == 0:
+                return main
+            B, F = pre_BF.shape
+            dead_idx = torch.nonzero(dead_F, as_tuple=True)[0]
+            top = pre_BF.detach()[:, dead_idx].topk(n_aux, dim=-1, sorted=False).indices
+            cols = dead_idx[top].sort(dim=-1).values
+            aux = (cols + torch.arange(B, device=pre_BF.device)[:, None] * F).reshape(-1)
+            return torch.cat([main, aux])
+
+        select.n_main = 0
+        return select
+
+    def _contribution(self, vals_N, rows_N, cols_N, err_BD) -> torch.Tensor:
+        """Exact increase of ||e||^2 if each entry's latent were ablated: 2 a <d_i, e> + a^2 ||d_i||^2."""
+        W = self.W_dec_FD.detach()
+        dots = row_dots(W, err_BD, rows_N, cols_N)
+        return 2 * vals_N * dots + vals_N.pow(2) * W.pow(2).sum(-1)[cols_N]
+
+    @torch.no_grad()
+    def initialize_from_batch(self, x_BD: torch.Tensor, method: str = "geometric_median") -> None:
+        """Set b_dec from a first batch: its geometric median (Gao et al.), its mean, or zeros."""
+        if method == "geometric_median":
+            self.b_dec_D.copy_(geometric_median(x_BD.float()))
+        elif method == "mean":
+            self.b_dec_D.copy_(x_BD.float().mean(0))
+        elif method != "zeros":
+            raise ConfigError(f"unknown b_dec init {method!r}: use geometric_median, mean or zeros")
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        """Unit-norm decoder: remove the gradient component parallel to each decoder row."""
+        g = self.W_dec_FD.grad
+        if self.cfg.unit_decoder and g is not None:
+            W = self.W_dec_FD
+            g.sub_((g * W).sum(-1, keepdim=True) * W / W.pow(2).sum(-1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Unit-norm decoder: rescale each decoder row back to norm 1."""
+        if self.cfg.unit_decoder:
+            self.W_dec_FD.div_(self.W_dec_FD.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def fold_input_scale(self, scale: float) -> None:
+        """Trained on `x * scale`; rewrite the weights so the dictionary takes raw x and returns raw x_hat.
+
+        pre((x s - b) W + c) = (x - b/s)(s W) + c, and x_hat/s = codes (W_dec/s) + b_dec/s.
+        """
+        self.W_enc_DF.mul_(scale)
+        self.W_dec_FD.div_(scale)
+        self.b_dec_D.div_(scale)
+
+
+@torch.no_grad()
+def geometric_median(points_ND: torch.Tensor, max_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    """argmin_y sum_n ||x_n - y|| by Weiszfeld's iteration (robust centre used to initialise b_dec)."""
+    y = points_ND.mean(0)
+    for _ in range(max_iter):
+        dist = (points_ND - y).norm(dim=1).clamp_min(1e-8)
+        w = 1.0 / dist
+        y_new = (w[:, None] * points_ND).sum(0) / w.sum()
+        if (y_new - y).norm() <= tol * (1 + y.norm()):
+            return y_new
+        y = y_new
+    return y

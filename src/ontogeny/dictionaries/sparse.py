@@ -1,0 +1,155 @@
+"""Sparse fast paths: a fused encoder that keeps only selected pre-activations, and a sparse decoder.
+
+The dense reference computes `pre = x W_enc + b`, `codes = rule(pre)`, `x_hat = codes W_dec` with
+autograd through [B, F] tensors: five B x D x F matmuls per step. Here only the encoder's forward is
+dense. Every other product touches just the N selected entries (N = B * k for TopK):
+
+  decoder forward   x_hat_b = sum_{(b,i) in S} a_bi W_dec[i]          embedding_bag over tokens' latents
+  decoder backward  dW_dec[i] = sum_{(b,i) in S} a_bi g_b             embedding_bag over latents' tokens
+                    da_bi = <W_dec[i], g_b>                          gathered row dot products
+  encoder backward  dW_enc[:, i] = sum_{(b,i) in S} G_bi (x_b - b_dec) embedding_bag over latents' tokens
+
+so a step costs one dense matmul plus O(N * D) (the idea of EleutherAI/sparsify's fused encoder and
+sparse decoder, written here with `F.embedding_bag`). `tests/dictionaries/test_rules.py` checks every
+rule's fast path against the dense reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class SparseCodes:
+    """Non-zero candidates of a code matrix [B, F], grouped by row (rows ascending)."""
+
+    rows_N: torch.Tensor
+    cols_N: torch.Tensor
+    vals_N: torch.Tensor
+    offsets_B: torch.Tensor
+    n_rows: int
+    n_latents: int
+
+    def to_dense(self) -> torch.Tensor:
+        return dense_from_flat(self.vals_N, self.rows_N * self.n_latents + self.cols_N, self.n_rows, self.n_latents)
+
+
+def split_flat(flat_N: torch.Tensor, n_rows: int, n_latents: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows, columns and per-row offsets of row-grouped flat indices into a [n_rows, n_latents] matrix."""
+    rows = torch.div(flat_N, n_latents, rounding_mode="floor")
+    cols = flat_N - rows * n_latents
+    offsets = torch.searchsorted(rows, torch.arange(n_rows, device=flat_N.device))
+    return rows, cols, offsets
+
+
+def _by_column(rows_N: torch.Tensor, cols_N: torch.Tensor, n_latents: int):
+    """Order entries by column: (permutation, rows in that order, per-column offsets)."""
+    n_rows = int(rows_N.max()) + 1 if rows_N.numel() else 1
+    order = torch.argsort(cols_N * n_rows + rows_N)  # unique keys: a well-defined order without a stable sort
+    counts = torch.bincount(cols_N, minlength=n_latents)
+    offsets = torch.zeros(n_latents, dtype=torch.long, device=cols_N.device)
+    offsets[1:] = counts.cumsum(0)[:-1]
+    return order, rows_N[order], offsets
+
+
+def column_sums(table_BD: torch.Tensor, rows_N: torch.Tensor, cols_N: torch.Tensor, w_N: torch.Tensor,
+                n_latents: int) -> torch.Tensor:
+    """out[i] = sum_{n: cols_n = i} w_n table[rows_n]  ([n_latents, D]): a sparse^T @ dense product."""
+    order, rows_sorted, offsets = _by_column(rows_N, cols_N, n_latents)
+    return F.embedding_bag(rows_sorted, table_BD, offsets, mode="sum", per_sample_weights=w_N[order])
+
+
+def row_dots(W_FD: torch.Tensor, g_BD: torch.Tensor, rows_N: torch.Tensor, cols_N: torch.Tensor,
+             offsets_B: torch.Tensor | None = None) -> torch.Tensor:
+    """<W[cols_n], g[rows_n]> for each entry n, rows ascending: a sampled dense-dense product (SDDMM)."""
+    n_rows = g_BD.shape[0]
+    if offsets_B is None:
+        offsets_B = torch.searchsorted(rows_N, torch.arange(n_rows, device=rows_N.device))
+    crow = torch.cat([offsets_B, offsets_B.new_tensor([rows_N.numel()])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        pattern = torch.sparse_csr_tensor(crow, cols_N, torch.zeros_like(cols_N, dtype=g_BD.dtype),
+                                          (n_rows, W_FD.shape[0]), check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, g_BD, W_FD.t(), beta=0.0).values()
+
+
+def row_dots_reference(W_FD: torch.Tensor, g_BD: torch.Tensor, rows_N: torch.Tensor, cols_N: torch.Tensor,
+                       ) -> torch.Tensor:
+    """Plain version of `row_dots`: gather both rows and multiply."""
+    return (W_FD[cols_N] * g_BD[rows_N]).sum(-1)
+
+
+class _SparsePre(torch.autograd.Function):
+    """Fused encoder: `pre = (x - b_dec) W_enc + b_enc`, returning only pre at `select(pre)`."""
+
+    @staticmethod
+    def forward(ctx, x_BD, W_enc_DF, b_enc_F, b_dec_D, select, use_b_dec):
+        bias_F = b_enc_F - b_dec_D @ W_enc_DF if use_b_dec else b_enc_F
+        pre_BF = torch.addmm(bias_F, x_BD, W_enc_DF)
+        flat_N = select(pre_BF)
+        vals_N = pre_BF.view(-1)[flat_N]
+        ctx.save_for_backward(x_BD, W_enc_DF, b_dec_D, flat_N)
+        ctx.use_b_dec = use_b_dec
+        ctx.shape = pre_BF.shape
+        ctx.mark_non_differentiable(flat_N)
+        return vals_N, flat_N
+
+    @staticmethod
+    def backward(ctx, g_N, _g_flat):
+        x_BD, W_enc_DF, b_dec_D, flat_N = ctx.saved_tensors
+        B, Fn = ctx.shape
+        rows = torch.div(flat_N, Fn, rounding_mode="floor")
+        cols = flat_N - rows * Fn
+        g_b = torch.zeros(Fn, dtype=g_N.dtype, device=g_N.device).index_add_(0, cols, g_N)
+        g_W = g_x = g_bdec = None
+        if ctx.needs_input_grad[1]:
+            g_FD = column_sums(x_BD, rows, cols, g_N, Fn)  # dW_enc[:, i] = sum_b G_bi x_b
+            if ctx.use_b_dec:  # d pre / d W_enc = x - b_dec
+                g_FD.addr_(g_b, b_dec_D, alpha=-1)
+            g_W = g_FD.t()
+        if ctx.use_b_dec and ctx.needs_input_grad[3]:
+            g_bdec = -(W_enc_DF @ g_b)
+        if ctx.needs_input_grad[0]:
+            g_x = F.embedding_bag(cols, W_enc_DF.t().contiguous(), split_flat(flat_N, B, Fn)[2], mode="sum",
+                                  per_sample_weights=g_N)
+        return g_x, g_W, g_b, g_bdec, None, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """x_hat = sum of selected decoder rows weighted by their codes (see module docstring)."""
+
+    @staticmethod
+    def forward(ctx, vals_N, W_dec_FD, rows_N, cols_N, offsets_B):
+        ctx.save_for_backward(vals_N, W_dec_FD, rows_N, cols_N, offsets_B)
+        return F.embedding_bag(cols_N, W_dec_FD, offsets_B, mode="sum", per_sample_weights=vals_N)
+
+    @staticmethod
+    def backward(ctx, g_BD):
+        vals_N, W_dec_FD, rows_N, cols_N, offsets_B = ctx.saved_tensors
+        g_BD = g_BD.contiguous()
+        g_vals = row_dots(W_dec_FD, g_BD, rows_N, cols_N, offsets_B) if ctx.needs_input_grad[0] else None
+        g_W = column_sums(g_BD, rows_N, cols_N, vals_N, W_dec_FD.shape[0]) if ctx.needs_input_grad[1] else None
+        return g_vals, g_W, None, None, None
+
+
+def sparse_encode(x_BD: torch.Tensor, W_enc_DF: torch.Tensor, b_enc_F: torch.Tensor, b_dec_D: torch.Tensor,
+                  select: Callable[[torch.Tensor], torch.Tensor], apply_b_dec: bool = True,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-activations at the entries `select(pre)` picks: (pre_N, flat_N), flat = row * F + col."""
+    return _SparsePre.apply(x_BD, W_enc_DF, b_enc_F, b_dec_D, select, apply_b_dec)
+
+
+def sparse_decode(codes: SparseCodes, W_dec_FD: torch.Tensor) -> torch.Tensor:
+    """`codes @ W_dec` without the dense code matrix (no bias)."""
+    return _SparseDecode.apply(codes.vals_N, W_dec_FD, codes.rows_N, codes.cols_N, codes.offsets_B)
+
+
+def dense_from_flat(vals_N: torch.Tensor, flat_N: torch.Tensor, n_rows: int, n_latents: int) -> torch.Tensor:
+    """Scatter flat (row * F + col) values into a dense [n_rows, n_latents] matrix."""
+    out = vals_N.new_zeros(n_rows * n_latents).index_put((flat_N,), vals_N, accumulate=True)
+    return out.view(n_rows, n_latents)

@@ -1,0 +1,107 @@
+"""SLT results as table rows and Parquet files under `<run>/tables/`, plus the head-separation summary.
+
+Rows are plain dicts; `write_table` stores them atomically with the provenance stamp in the Parquet
+schema metadata (key `ontogeny`). `head_separation` quantifies the paper's finding that the response
+matrix's leading components separate induction heads from the others.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from scipy.stats import spearmanr
+
+from ontogeny.slt.susceptibility import SusceptibilityResult, response_pca
+from ontogeny.store.run import atomic_path, provenance
+
+
+def write_table(rows: list[dict[str, Any]], path: Path, config: Any = None, inputs: dict[str, str] | None = None) -> Path:
+    """Write rows to Parquet atomically, stamped with `provenance(config, inputs)`."""
+    table = pa.Table.from_pylist(rows)
+    meta = {b"ontogeny": json.dumps(provenance(config, inputs), default=str).encode()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
+    return path
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    return pq.read_table(str(path)).to_pylist()
+
+
+def parse_head(component: str) -> tuple[int | None, int | None]:
+    if component.startswith("l") and "h" in component:
+        a, b = component[1:].split("h", 1)
+        if a.isdigit() and b.isdigit():
+            return int(a), int(b)
+    return None, None
+
+
+def susceptibility_rows(res: SusceptibilityResult, step: int) -> dict[str, list[dict[str, Any]]]:
+    """Tables of one sweep: response (probe × component), tokens (per-token χ), components (LLC)."""
+    response = [{"step": step, "probe": p, "component": c, "chi": float(res.response_PK[i, j])}
+                for i, p in enumerate(res.probes) for j, c in enumerate(res.components)]
+    tokens = []
+    for p in res.probes:
+        ids = res.token_ids[p]
+        S, T = ids.shape
+        chi = res.chi_tokens[p]  # [K, S*(T-1)]
+        for s in range(S):
+            for t in range(T - 1):
+                n = s * (T - 1) + t
+                row = {"step": step, "probe": p, "seq": s, "target_position": t + 1,
+                       "context_token": int(ids[s, t]), "target_token": int(ids[s, t + 1])}
+                row.update({c: float(chi[j, n]) for j, c in enumerate(res.components)})
+                tokens.append(row)
+    comps = []
+    for c, llc in res.llc.items():
+        layer, head = parse_head(c)
+        comps.append({"step": step, "component": c, "layer": layer, "head": head, "n_params": res.n_params[c],
+                      "llc_mean": llc.llc_mean, "llc_std": llc.llc_std, "init_loss": llc.init_loss,
+                      "n_warnings": len(llc.warnings)})
+    return {"susceptibility_response": response, "susceptibility_tokens": tokens, "susceptibility_components": comps}
+
+
+def head_pca_rows(res: SusceptibilityResult, induction_LH: torch.Tensor, step: int,
+                  n_pcs: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """PCA of the token-level matrix (tokens × heads, column-centred): head loadings and explained variance."""
+    x_NK, _ = res.token_matrix()
+    pca = response_pca(x_NK)
+    r = min(n_pcs, pca.loadings_KR.shape[1])
+    heads = []
+    for j, c in enumerate(res.components):
+        layer, head = parse_head(c)
+        row = {"step": step, "component": c, "layer": layer, "head": head,
+               "induction_score": float(induction_LH[layer, head]) if layer is not None else float("nan"),
+               "llc_mean": res.llc[c].llc_mean}
+        row.update({f"pc{k + 1}": float(pca.loadings_KR[j, k]) for k in range(r)})
+        heads.append(row)
+    pcs = [{"step": step, "pc": k + 1, "explained_ratio": float(pca.explained_ratio[k]),
+            "singular_value": float(pca.singular_values[k])} for k in range(pca.explained_ratio.numel())]
+    return heads, pcs
+
+
+def head_separation(heads: list[dict[str, Any]], threshold: float = 0.3, n_pcs: int = 3) -> list[dict[str, Any]]:
+    """PROPOSAL: per PC, Spearman ρ(induction score, loading) and the standardised gap between heads with
+    induction score ≥ threshold and the rest: (mean_ind − mean_rest) / pooled std of loadings."""
+    out = []
+    scores = torch.tensor([h["induction_score"] for h in heads], dtype=torch.float64)
+    is_ind = scores >= threshold
+    for k in range(1, n_pcs + 1):
+        if f"pc{k}" not in heads[0]:
+            break
+        load = torch.tensor([h[f"pc{k}"] for h in heads], dtype=torch.float64)
+        rho = float(spearmanr(scores.numpy(), load.numpy()).statistic) if len(heads) > 2 else float("nan")
+        gap = float("nan")
+        if 0 < int(is_ind.sum()) < len(heads):
+            a, b = load[is_ind], load[~is_ind]
+            pooled = torch.sqrt((a.var(unbiased=False) * len(a) + b.var(unbiased=False) * len(b)) / len(load))
+            gap = float((a.mean() - b.mean()) / pooled.clamp_min(1e-12))
+        out.append({"pc": k, "spearman_induction": rho, "standardised_gap": gap,
+                    "n_induction_heads": int(is_ind.sum()), "threshold": threshold})
+    return out

@@ -1,0 +1,1 @@
+"""The study: one command from checkpoints to report, resumable unit by unit."""

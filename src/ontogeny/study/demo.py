@@ -1,0 +1,28 @@
+"""The embedded default study: what `ontogeny demo` (and `make demo`) runs."""
+
+from __future__ import annotations
+
+from ontogeny.config import StudyConfig
+
+
+def demo_config() -> StudyConfig:
+    """The default study on the embedded series, sized to finish in minutes on 2 CPU cores."""
+    return StudyConfig(name="demo")
+
+
+def tiny_config() -> StudyConfig:
+    """A study that runs in well under a minute: tiny series, few units (tests and CI)."""
+    from ontogeny.series.train import SeriesConfig
+
+    return StudyConfig.model_validate({
+        "name": "tiny",
+        "series": {"train": SeriesConfig.tiny().model_dump(mode="json")},
+        "activations": {"sites": ["blocks.0.hook_resid_post"], "n_seqs": 16, "ctx": 32, "batch_size": 8},
+        "dictionaries": {"expansion": 2, "k": 4, "batch_size": 64, "epochs": 2},
+        "lifehistory": {"max_tokens": 512, "ablation_seqs": 4,
+                        "config": {"ablation": {"n_controls": 5, "n_single": 3}, "match": {"n_null": 2}}},
+        "crosscoder": {"d_sae": 32, "n_steps": 20, "batch_size": 64, "n_pairs": 4},
+        "llc": {"sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4}, "n_seqs": 16, "ctx": 32},
+        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4}, "n_probe_seqs": 2, "ctx": 32},
+        "capabilities": {"config": {"n_prompts": 4, "rep_len": 6}},
+    })

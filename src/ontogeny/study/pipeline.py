@@ -1,0 +1,170 @@
+"""Plan and run a study: stages of units, skipping those complete under the current key.
+
+series -> activations (per checkpoint) -> dictionaries (per checkpoint) -> analyses (life history,
+crosscoder, LLC per checkpoint, susceptibilities, capability curves, emergence sweep) -> report.
+Units of one stage run through `ontogeny.compute.map_units` (in process or on Ray) and each is
+recorded in the manifest as it finishes, so a study killed at any point resumes without recomputing
+finished units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ontogeny.compute import map_units
+from ontogeny.config import StudyConfig
+from ontogeny.study import stages
+from ontogeny.study.manifest import Manifest, unit_key
+from ontogeny.store.run import provenance, write_json
+
+Event = Callable[[str, str, dict[str, Any]], None]  # (kind: "start"|"skip"|"done", unit name, info)
+
+
+@dataclass
+class Unit:
+    """One unit of work: a stage function applied to one argument, with the config part it depends on."""
+
+    name: str
+    fn: Callable[[str, dict, Any], dict[str, Any]]
+    arg: Any
+    config: Any
+    deps: list[str] = field(default_factory=list)
+    key: str = ""
+
+
+def _call(job: tuple) -> tuple[dict[str, Any], float]:
+    fn, run_dir, cfg_json, arg = job
+    t0 = time.perf_counter()
+    result = fn(run_dir, cfg_json, arg)
+    return result, time.perf_counter() - t0
+
+
+class Study:
+    """A study in a run directory (see DESIGN.md for the layout)."""
+
+    def __init__(self, cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.cfg_json = cfg.model_dump(mode="json")
+        self.manifest = Manifest(self.run_dir)
+        self.on_event = on_event or (lambda kind, name, info: None)
+        self.keys: dict[str, str] = {}
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    # -- planning ------------------------------------------------------------------------------
+    def _section(self, name: str) -> Any:
+        return self.cfg_json[name]
+
+    def _finalise(self, units: list[Unit]) -> list[Unit]:
+        for u in units:
+            u.key = unit_key(u.config, [self.keys[d] for d in u.deps])
+            self.keys[u.name] = u.key
+        return units
+
+    def plan_series(self) -> list[Unit]:
+        return self._finalise([Unit("series", stages.series_unit, None, self._section("series"))])
+
+    def steps(self) -> list[int]:
+        return list(self.manifest.entry("series")["result"]["steps"])
+
+    def plan_activations(self, steps: Sequence[int]) -> list[Unit]:
+        from ontogeny.store.activations import write_store_meta
+
+        series, ids = stages.study_token_ids(self.run_dir, self.cfg)
+        a = self.cfg.activations
+        write_store_meta(self.run_dir / "activations", ids, a.sites, {s: series.d_model for s in a.sites}, steps,
+                         a.model_dump(mode="json"))
+        return self._finalise([Unit(f"activations/step_{s:06d}", stages.activations_unit, s,
+                                    self._section("activations"), ["series"]) for s in steps])
+
+    def plan_dictionaries(self, steps: Sequence[int]) -> list[Unit]:
+        return self._finalise([Unit(f"dictionaries/step_{s:06d}", stages.dictionaries_unit, s,
+                                    self._section("dictionaries"), [f"activations/step_{s:06d}"]) for s in steps])
+
+    def plan_analyses(self, steps: Sequence[int]) -> list[Unit]:
+        c = self.cfg
+        dicts = [f"dictionaries/step_{s:06d}" for s in steps]
+        units: list[Unit] = []
+        if c.lifehistory.enabled:
+            units.append(Unit("lifehistory", stages.lifehistory_unit, None, self._section("lifehistory"), dicts))
+        if c.crosscoder.enabled and len(steps) >= 2:
+            cc_steps = stages.crosscoder_steps(list(steps), c.crosscoder.steps)
+            units.append(Unit("crosscoder", stages.crosscoder_unit, cc_steps, self._section("crosscoder"),
+                              [f"activations/step_{s:06d}" for s in cc_steps]))
+        if c.llc.enabled:
+            units += [Unit(f"llc/step_{s:06d}", stages.llc_unit, s, self._section("llc"), ["series"])
+                      for s in (c.llc.steps or steps)]
+        if c.susceptibility.enabled:
+            step = c.susceptibility.step if c.susceptibility.step is not None else steps[-1]
+            units.append(Unit("susceptibility", stages.susceptibility_unit, step, self._section("susceptibility"),
+                              ["series"]))
+        if c.capabilities.enabled:
+            units.append(Unit("capabilities", stages.capabilities_unit, list(steps), self._section("capabilities"),
+                              ["series"]))
+        if c.emergence.enabled:
+            units.append(Unit("emergence", stages.emergence_unit, None, self._section("emergence")))
+        return self._finalise(units)
+
+    def plan_merge(self, steps: Sequence[int]) -> list[Unit]:
+        if not self.cfg.llc.enabled:
+            return []
+        llc_steps = list(self.cfg.llc.steps or steps)
+        return self._finalise([Unit("llc", stages.llc_merge_unit, llc_steps, self._section("llc"),
+                                    [f"llc/step_{s:06d}" for s in llc_steps])])
+
+    # -- running -------------------------------------------------------------------------------
+    def execute(self, units: list[Unit]) -> None:
+        todo = []
+        for u in units:
+            if self.manifest.is_done(u.name, u.key):
+                self.skipped.append(u.name)
+                self.on_event("skip", u.name, {})
+            else:
+                todo.append(u)
+        if not todo:
+            return
+        for u in todo:
+            self.on_event("start", u.name, {})
+
+        def done(i: int, out: tuple[dict[str, Any], float]) -> None:
+            u = todo[i]
+            self.manifest.record(u.name, u.key, u.config, out[0], out[1])
+            self.ran.append(u.name)
+            self.on_event("done", u.name, {"seconds": out[1]})
+
+        map_units(_call, [(u.fn, str(self.run_dir), self.cfg_json, u.arg) for u in todo],
+                  backend=self.cfg.compute.backend, address=self.cfg.compute.address, on_done=done)
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage that is not complete; returns what ran and what was skipped."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_record("running")
+        self.execute(self.plan_series())
+        steps = self.steps()
+        self.execute(self.plan_activations(steps))
+        self.execute(self.plan_dictionaries(steps))
+        analyses = self.plan_analyses(steps)
+        self.execute(analyses)
+        merge = self.plan_merge(steps)
+        self.execute(merge)
+        report = self._finalise([Unit("report", stages.report_unit, None, {"report": 1},
+                                      [u.name for u in analyses + merge])])
+        self.execute(report)
+        self._write_record("complete")
+        return {"ran": self.ran, "skipped": self.skipped, "steps": steps,
+                "report": str(self.run_dir / "report" / "index.html")}
+
+    def _write_record(self, status: str) -> None:
+        write_json(self.run_dir / "study.json", {"status": status, "units": self.manifest.all() and
+                                                 {e["unit"]: e["key"] for e in self.manifest.all()},
+                                                 **provenance(self.cfg_json)})
+
+
+def run_study(cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
+    """Run (or resume) a study; see `Study`."""
+    return Study(cfg, run_dir, on_event).run()

@@ -1,0 +1,137 @@
+"""Each rule against its definition, and every fast (sparse) path against the plain dense reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ontogeny.dictionaries.config import DictionaryConfig
+from ontogeny.dictionaries.model import Dictionary
+from ontogeny.dictionaries.rules import RULES
+from ontogeny.dictionaries.state import TrainState
+
+torch.set_num_threads(1)
+
+RULE_KW = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "jumprelu": {"jumprelu_bandwidth": 0.2,
+                                                                            "jumprelu_init_threshold": 0.3}}
+
+
+def _pair(rule: str, **kw):
+    cfg = dict(rule=rule, d_in=12, d_sae=40, **RULE_KW[rule], **kw)
+    fast = Dictionary(DictionaryConfig(fast=True, sparse_below=1.0, **cfg), seed=3)  # always sparse
+    plain = Dictionary(DictionaryConfig(fast=False, **cfg), seed=3)
+    with torch.no_grad():
+        for m in (fast, plain):
+            m.b_enc_F.copy_(torch.linspace(-0.3, 0.3, 40))
+            m.b_dec_D.copy_(torch.linspace(-0.1, 0.2, 12))
+    return fast, plain
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_fast_path_matches_plain_reference(rule, with_dead):
+    """Same loss, metrics and gradients from the sparse fused path and the dense reference."""
+    fast, plain = _pair(rule)
+    x = torch.randn(64, 12, generator=torch.Generator().manual_seed(0))
+    dead = torch.zeros(40, dtype=torch.bool)
+    if with_dead:
+        dead[::3] = True
+    outs = []
+    for m in (fast, plain):
+        m.train()
+        out = m.training_loss(x, TrainState(dead_F=dead))
+        out.loss.backward()
+        outs.append(out)
+    assert torch.allclose(outs[0].loss, outs[1].loss, rtol=1e-5, atol=1e-6)
+    for key in outs[1].metrics:
+        assert torch.allclose(outs[0].metrics[key], outs[1].metrics[key], rtol=1e-4, atol=1e-6), key
+    assert torch.equal(outs[0].fired_F, outs[1].fired_F)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        if q.grad is None:
+            assert p.grad is None or p.grad.abs().max() == 0, name
+            continue
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
+    if with_dead and RULES[rule].uses_aux_k:
+        assert "aux" in outs[0].metrics and outs[0].metrics["aux"] > 0
+
+
+def test_batch_topk_indices_is_exact():
+    """The sampled-threshold selection returns exactly the indices of a full top-n."""
+    from ontogeny.dictionaries.rules import batch_topk_indices
+    flat = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+    for n in (10, 640, 5000):
+        expect = flat.topk(n).indices.sort().values
+        assert torch.equal(batch_topk_indices(flat, n), expect)
+
+
+def test_topk_keeps_exactly_the_k_largest():
+    cfg = DictionaryConfig(rule="topk", d_in=4, d_sae=10, k=3)
+    rule = RULES["topk"](cfg)
+    pre = torch.tensor([[5.0, -1, 2, 7, 0.5, 3, -2, 1, 0, 4]])
+    codes = rule(pre)
+    assert torch.equal(codes, torch.tensor([[5.0, 0, 0, 7, 0, 0, 0, 0, 0, 4]]))
+
+
+def test_batchtopk_keeps_k_per_token_on_average_and_learns_threshold():
+    cfg = DictionaryConfig(rule="batchtopk", d_in=4, d_sae=6, k=2, threshold_start_step=0, threshold_beta=0.5)
+    rule = RULES["batchtopk"](cfg).train()
+    pre = torch.tensor([[9.0, 8, 7, 0, 0, 0], [1.0, 0.5, 0, 0, 0, 6]])
+    codes = rule(pre)
+    assert torch.equal(codes, torch.tensor([[9.0, 8, 7, 0, 0, 0], [0, 0, 0, 0, 0, 6]]))
+    rule.update(codes[codes > 0], step=0)          # first update copies the smallest kept value
+    assert float(rule.theta) == 6.0
+    rule.update(torch.tensor([2.0, 3.0]), step=1)  # then an EMA: 0.5 * 6 + 0.5 * 2
+    assert float(rule.theta) == 4.0
+    rule.eval()
+    assert torch.equal(rule(pre), torch.tensor([[9.0, 8, 7, 0, 0, 0], [0, 0, 0, 0, 0, 6]]))
+    assert torch.equal(rule.threshold_F, torch.full((6,), 4.0))
+
+
+def test_jumprelu_straight_through_threshold_gradient():
+    """d/dtheta of sum f and of L0 equal the rectangle-kernel pseudo-derivatives (arXiv 2407.14435)."""
+    eps, theta = 0.2, 0.5
+    cfg = DictionaryConfig(rule="jumprelu", d_in=2, d_sae=3, jumprelu_bandwidth=eps, jumprelu_init_threshold=theta)
+    rule = RULES["jumprelu"](cfg)
+    pre = torch.tensor([[0.45, 0.58, 2.0], [0.62, 0.3, 0.55]])  # in band: 0.45, 0.58, 0.55 (|pre-θ| < 0.1)
+    codes = rule(pre)
+    assert torch.allclose(codes, torch.tensor([[0.0, 0.58, 2.0], [0.62, 0.0, 0.55]]))
+    codes.sum().backward()
+    # df/dtheta = -(theta/eps) * #in-band, chain rule through theta = exp(log_theta): times theta
+    in_band = torch.tensor([1.0, 1.0, 1.0])  # column 0: 0.45; column 1: 0.58; column 2: 0.55
+    expect = -(theta / eps) * in_band * theta
+    assert torch.allclose(rule.log_threshold_F.grad, expect, atol=1e-6)
+    rule.log_threshold_F.grad = None
+    l0 = rule.penalty(codes, pre, None, torch.ones(3), n_rows=2)
+    assert math.isclose(float(l0.detach()), 4 / 2)  # four entries above threshold over two tokens
+    l0.backward()
+    assert torch.allclose(rule.log_threshold_F.grad, -(1 / eps) * in_band / 2 * theta, atol=1e-6)
+
+
+def test_relu_penalty_is_decoder_norm_weighted_and_rescaling_invariant():
+    """sum_i a_i ||d_i|| is unchanged when d_i is scaled by c and a_i by 1/c, as is the reconstruction."""
+    m = Dictionary(DictionaryConfig(rule="relu", d_in=6, d_sae=10, fast=False), seed=1)
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(1))
+    out1 = m.training_loss(x, TrainState())
+    c = torch.linspace(0.5, 3, 10)
+    with torch.no_grad():
+        m.W_dec_FD.mul_(c[:, None])
+        m.W_enc_DF.div_(c[None, :])
+        m.b_enc_F.div_(c)
+    out2 = m.training_loss(x, TrainState())
+    assert torch.allclose(out1.metrics["penalty"], out2.metrics["penalty"], rtol=1e-5)
+    assert torch.allclose(out1.metrics["mse"], out2.metrics["mse"], rtol=1e-5)
+    codes = m.encode(x)
+    expect = (codes * m.W_dec_FD.norm(dim=1)).sum() / 32
+    assert torch.allclose(out2.metrics["penalty"], expect, rtol=1e-5)
+
+
+def test_row_dots_matches_gathered_reference():
+    """The SDDMM fast path equals gathering both rows, with unsorted columns inside a row."""
+    from ontogeny.dictionaries.sparse import row_dots, row_dots_reference
+    g = torch.Generator().manual_seed(0)
+    W, x = torch.randn(50, 16, generator=g), torch.randn(30, 16, generator=g)
+    rows = torch.arange(30).repeat_interleave(5)
+    cols = torch.randint(0, 50, (150,), generator=g)
+    assert torch.allclose(row_dots(W, x, rows, cols), row_dots_reference(W, x, rows, cols), atol=1e-5)
