@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # Users with their own torch (CUDA, ROCm, MPS) install it first, or set TORCH_SPEC.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ontogeny demo --run-dir runs/demo --report report
 
-test: install
+# The report test drives Debian's headless Chromium; installed here where apt-get and root are available.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+	  echo "chromium not installed: the report browser test will be skipped"
+
+test: install browser
 	$(PY) -m pytest -q tests
 
 bench: install

@@ -7,8 +7,14 @@ import string
 import pytest
 import torch
 
-from ontogeny.dictionaries.absorption import (AbsorptionConfig, absorption_fractions, absorption_from_activations,
-                                              alpha_tokens, build_prompt, word_activations)
+from ontogeny.dictionaries.absorption import (
+    AbsorptionConfig,
+    absorption_fractions,
+    absorption_from_activations,
+    alpha_tokens,
+    build_prompt,
+    word_activations,
+)
 from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.model import Dictionary
 

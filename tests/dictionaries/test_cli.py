@@ -30,7 +30,7 @@ def _planted_store(root):
 
 
 def test_dict_train_writes_one_saelens_dictionary_per_unit_and_resumes(tmp_path):
-    store, pf = _planted_store(tmp_path / "run" / "activations")
+    store, _ = _planted_store(tmp_path / "run" / "activations")
     app = typer.Typer()
     dictionaries.register(app)
     runner = CliRunner()

@@ -20,11 +20,11 @@ torch.set_num_threads(1)
 
 PLANTED = PlantedFeatures(d=24, n_features=48, n_active=3, seed=0)
 CASES = {
-    "topk": (dict(k=3), {}),
-    "batchtopk": (dict(k=3, threshold_start_step=200), {}),
-    "relu": (dict(l1_coefficient=0.3), {}),
-    "jumprelu": (dict(l0_coefficient=0.05, jumprelu_bandwidth=0.05, jumprelu_init_threshold=0.1), {}),
-    "atm": (dict(rule="relu", l1_coefficient=0.3), {"atm": ATMConfig()}),
+    "topk": ({"k": 3}, {}),
+    "batchtopk": ({"k": 3, "threshold_start_step": 200}, {}),
+    "relu": ({"l1_coefficient": 0.3}, {}),
+    "jumprelu": ({"l0_coefficient": 0.05, "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": 0.1}, {}),
+    "atm": ({"rule": "relu", "l1_coefficient": 0.3}, {"atm": ATMConfig()}),
 }
 
 

@@ -33,6 +33,8 @@ def crosscode(
     top_k: int = typer.Option(10, help="Top-|IE| latents per checkpoint kept for ablation and figures."),
     ablate: bool = typer.Option(True, help="Validate by zero-ablating the top latents (Spearman vs RelDec/RelIE)."),
     seed: int = typer.Option(0, help="Seed of the crosscoder, batches and generated pairs."),
+    name: str = typer.Option("", help="Suffix for this variant's files (e.g. 'batchtopk'), so it does not "
+                                      "replace another study over the same steps."),
     device: str = typer.Option("cpu", help="Torch device for the models."),
 ) -> None:
     """Train a crosscoder over STEPS and write RelDec/RelIE tables (Parquet) and figures (HTML + PNG)."""
@@ -47,7 +49,7 @@ def crosscode(
         cfg = _config(CrosscodeConfig, IGConfig, steps=step_list, site=site, d_sae=d_sae, rule=rule, l1_coefficient=l1,
                       k=k, n_steps=n_steps, batch_size=batch_size, lr=lr, tasks=parse_csv(tasks) or [],
                       pairs_file=pairs, n_pairs=n_pairs, ig={"steps": ig_steps, "node_threshold": node_threshold},
-                      low=low, high=high, top_k=top_k, ablate=ablate, seed=seed)
+                      low=low, high=high, top_k=top_k, ablate=ablate, seed=seed, name=name)
         acts = ActivationStore(store or run_dir / "activations")
         ser = load_series(series or run_dir / "series", steps=step_list, device=device)
         with progress() as bar:
@@ -66,7 +68,9 @@ def crosscode(
         show_table("RelDec classes (alive latents)", [{"class": c, "latents": n}
                                                       for c, n in sorted(s["reldec_classes"].items())])
         show_table("latent scaling", [s["artefacts"]])
-        show_table("tasks", [{"task": t, **v} for t, v in s["tasks"].items()])
+        show_table("tasks: accuracy per checkpoint, top-|IE| latents, Spearman of ablation vs RelDec/RelIE",
+                   [{"task": t, **{kk: v for kk, v in row.items() if not kk.startswith(("metric_", "ie_err_"))}}
+                    for t, row in s["tasks"].items()])
         for name, path in result.paths.items():
             console.print(f"wrote {path}")
 

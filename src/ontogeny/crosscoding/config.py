@@ -41,6 +41,8 @@ class CrosscodeConfig(BaseModel):
     context_tokens: int = Field(12, gt=0, description="tokens of left context per example")
     features_per_class: int = Field(5, gt=0, description="features listed per RelDec class in the figure")
     ablate: bool = Field(True, description="run the zero-ablation validation")
+    name: str = Field("", pattern=r"^[A-Za-z0-9_-]*$",
+                      description="suffix that keeps variants (rule, width) over the same steps apart")
 
     @model_validator(mode="after")
     def _check(self) -> CrosscodeConfig:
@@ -54,6 +56,12 @@ class CrosscodeConfig(BaseModel):
         if not self.tasks and self.pairs_file is None:
             raise ConfigError("no tasks: give built-in tasks or a pairs_file")
         return self
+
+    @property
+    def tag(self) -> str:
+        """What distinguishes this study's files in tables/ and figures/: `<site>.<step>-<step>-...`."""
+        base = f"{self.site}.{'-'.join(map(str, self.steps))}"
+        return f"{base}.{self.name}" if self.name else base
 
     @property
     def names(self) -> list[str]:

@@ -41,7 +41,7 @@ def _reldec_series(rows: list[dict], cfg: CrosscodeConfig) -> dict[str, list[flo
     return {f"RelDec one-vs-all, {n}": [r[f"reldec_{n}"] for r in alive] for n in names}
 
 
-def reldec_hist(rows: list[dict], cfg: CrosscodeConfig, folder: Path) -> dict[str, Path]:
+def reldec_hist(rows: list[dict], cfg: CrosscodeConfig, folder: Path, suffix: str = "") -> dict[str, Path]:
     series = _reldec_series(rows, cfg)
     fig = go.Figure([go.Histogram(x=v, name=k, xbins={"start": 0, "end": 1, "size": 0.025}, opacity=0.6)
                      for k, v in series.items()])
@@ -57,10 +57,10 @@ def reldec_hist(rows: list[dict], cfg: CrosscodeConfig, folder: Path) -> dict[st
     ax.set_xlabel("RelDec")
     ax.set_ylabel("latents")
     ax.legend(fontsize=7)
-    return _save(fig, mfig, folder, "crosscoder_reldec_hist")
+    return _save(fig, mfig, folder, "crosscoder_reldec_hist" + suffix)
 
 
-def relie_taxonomy(rows: list[dict], folder: Path) -> dict[str, Path]:
+def relie_taxonomy(rows: list[dict], folder: Path, suffix: str = "") -> dict[str, Path]:
     counts: dict[str, Counter] = {}
     for r in rows:
         if r["top"]:
@@ -79,10 +79,11 @@ def relie_taxonomy(rows: list[dict], folder: Path) -> dict[str, Path]:
         ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no latent passed the IE threshold", ha="center", transform=ax.transAxes)
-    return _save(fig, mfig, folder, "crosscoder_relie_taxonomy")
+    return _save(fig, mfig, folder, "crosscoder_relie_taxonomy" + suffix)
 
 
-def top_features(lat_rows: list[dict], ctx_rows: list[dict], cfg: CrosscodeConfig, folder: Path) -> dict[str, Path]:
+def top_features(lat_rows: list[dict], ctx_rows: list[dict], cfg: CrosscodeConfig, folder: Path,
+                 suffix: str = "") -> dict[str, Path]:
     by_lat: dict[int, list[str]] = {}
     for r in ctx_rows:
         by_lat.setdefault(r["latent"], []).append(r["context"].replace("\n", "\\n"))
@@ -100,17 +101,19 @@ def top_features(lat_rows: list[dict], ctx_rows: list[dict], cfg: CrosscodeConfi
     fig = go.Figure(go.Table(header={"values": header}, cells={"values": cols, "align": "left"},
                              columnwidth=[2, 1, 2, 1, 10]))
     fig.update_layout(title="Top latents per RelDec class, with their top-activating contexts")
-    mfig, ax = plt.subplots(figsize=(11, 0.3 * len(table) + 1))
+    mfig, ax = plt.subplots(figsize=(11, 0.17 * len(table) + 0.6))
     ax.axis("off")
     lines = ["  ".join(str(c)[:90] for c in row) for row in table] or ["(no alive latents)"]
     ax.text(0, 1, "\n".join(lines), family="monospace", fontsize=7, va="top")
-    return _save(fig, mfig, folder, "crosscoder_top_features")
+    return _save(fig, mfig, folder, "crosscoder_top_features" + suffix)
 
 
 def write_figures(folder: Path, tables: dict[str, list[dict]], cfg: CrosscodeConfig) -> dict[str, Path]:
-    """All crosscode figures that the tables support."""
-    out = reldec_hist(tables["crosscoder_latents"], cfg, folder)
+    """All crosscode figures that the tables support, named `<figure>.<site>.<steps>.{html,png}`."""
+    suffix = "." + cfg.tag
+    out = reldec_hist(tables["crosscoder_latents"], cfg, folder, suffix)
     if tables.get("crosscoder_effects"):
-        out.update(relie_taxonomy(tables["crosscoder_effects"], folder))
-    out.update(top_features(tables["crosscoder_latents"], tables.get("crosscoder_contexts", []), cfg, folder))
+        out.update(relie_taxonomy(tables["crosscoder_effects"], folder, suffix))
+    out.update(top_features(tables["crosscoder_latents"], tables.get("crosscoder_contexts", []), cfg, folder,
+                            suffix))
     return out

@@ -42,7 +42,8 @@ class CrosscodeResult:
 
 def crosscoder_dir(run_dir: Path, cfg: CrosscodeConfig) -> Path:
     """Where the crosscoder unit lives: dictionaries/crosscoder/<site>/steps_<a>-<b>-<c>/."""
-    return Path(run_dir) / "dictionaries" / "crosscoder" / cfg.site / ("steps_" + "-".join(map(str, cfg.steps)))
+    leaf = "steps_" + "-".join(map(str, cfg.steps)) + (f".{cfg.name}" if cfg.name else "")
+    return Path(run_dir) / "dictionaries" / "crosscoder" / cfg.site / leaf
 
 
 def _train_part(cfg: CrosscodeConfig) -> dict[str, Any]:
@@ -199,6 +200,9 @@ def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series,
                                    **{f"rel_ablation_{n}": rel_abl[row, m] for m, n in enumerate(cfg.names)}})
             for r in spearman_table(rel_abl, {"reldec": reldec_FK[top], "relie": relie}, cfg.names):
                 rho_rows.append({"task": task, **r})
+                if r["checkpoint"] == cfg.names[-1]:
+                    summary["tasks"][task][f"rho_{r['against']}_{r['checkpoint']}"] = r["rho"]
+        summary["tasks"][task]["top"] = len(top)
     if progress:
         progress("tasks", len(pairs_by_task), len(pairs_by_task))
     tables.update({"crosscoder_effects": effects_rows, "crosscoder_validation": valid_rows,
@@ -206,7 +210,7 @@ def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series,
     shown = _shown_latents(lat_rows, cfg) | selected
     tables["crosscoder_contexts"] = contexts(codes_NF, sorted(shown), store.token_ids, series.tokenizer,
                                              cfg.n_contexts, cfg.context_tokens)
-    paths = {name: write_table(run_dir / "tables" / f"{name}.parquet", rows, stamp)
+    paths = {name: write_table(run_dir / "tables" / f"{name}.{cfg.tag}.parquet", rows, stamp)
              for name, rows in tables.items() if rows}
     paths.update(write_figures(run_dir / "figures", tables, cfg))
     summary.update(_summary(lat_rows, history, cfg))

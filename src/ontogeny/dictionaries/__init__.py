@@ -9,6 +9,22 @@ from ontogeny.dictionaries.saelens_io import load_dictionary, save_dictionary
 from ontogeny.dictionaries.state import StepOutput, TrainState
 from ontogeny.dictionaries.train import TrainConfig, Trainer, TrainResult, train, train_many
 
-__all__ = ["ATMConfig", "ATMPolicy", "Dictionary", "DictionaryConfig", "RULES", "Rule", "StepOutput", "TrainConfig",
-           "TrainResult", "TrainState", "Trainer", "geometric_median", "load_dictionary", "make_rule",
-           "save_dictionary", "train", "train_many"]
+__all__ = [
+           "RULES",
+           "ATMConfig",
+           "ATMPolicy",
+           "Dictionary",
+           "DictionaryConfig",
+           "Rule",
+           "StepOutput",
+           "TrainConfig",
+           "TrainResult",
+           "TrainState",
+           "Trainer",
+           "geometric_median",
+           "load_dictionary",
+           "make_rule",
+           "save_dictionary",
+           "train",
+           "train_many",
+]

@@ -156,7 +156,7 @@ def absorption_from_activations(acts_ND: torch.Tensor, letters: list[str], dicti
     n = acts_ND.shape[0]
     rng = np.random.default_rng(cfg.seed)
     perm = rng.permutation(n)
-    n_test = max(1, int(round(cfg.test_fraction * n)))
+    n_test = max(1, round(cfg.test_fraction * n))
     test, train = perm[:n_test], perm[n_test:]
     X = acts_ND.double().numpy()
     with torch.no_grad():
@@ -194,7 +194,7 @@ def absorption_from_activations(acts_ND: torch.Tensor, letters: list[str], dicti
             continue
         probe = torch.tensor(gt.coef_[0], dtype=torch.float32)
         frac, full = absorption_fractions(acts_ND[tp].float(), codes[tp], W_dec, probe, main, cfg)
-        per_letter[L] = {"probe_f1": f1, "sparse_f1": best_f1, "n_true_positives": int(len(tp)),
+        per_letter[L] = {"probe_f1": f1, "sparse_f1": best_f1, "n_true_positives": len(tp),
                          "absorption_fraction": float(frac.sum()) / len(tp),
                          "full_absorption_rate": float(full.float().sum()) / len(tp), "n_split": len(main)}
     if len(per_letter) < cfg.min_letters:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ontogeny.dictionaries.config import DictionaryConfig
+from ontogeny.dictionaries.sparse import gather
 
 
 class Rule(nn.Module):
@@ -74,7 +75,7 @@ class ReLURule(Rule):
         return torch.relu(pre_BF)
 
     def penalty(self, codes_N, pre_N, cols_N, dec_norm_F, n_rows):
-        w = dec_norm_F if cols_N is None else dec_norm_F[cols_N]
+        w = dec_norm_F if cols_N is None else gather(dec_norm_F, cols_N)
         return (codes_N.abs() * w).sum() / n_rows
 
 
@@ -231,11 +232,11 @@ class JumpReLURule(Rule):
         return torch.nonzero((pre_BF.detach() > low).reshape(-1), as_tuple=True)[0]
 
     def values(self, pre_N, cols_N):
-        return _JumpReLU.apply(pre_N, self.log_threshold_F.exp()[cols_N], self.cfg.jumprelu_bandwidth)
+        return _JumpReLU.apply(pre_N, gather(self.log_threshold_F.exp(), cols_N), self.cfg.jumprelu_bandwidth)
 
     def penalty(self, codes_N, pre_N, cols_N, dec_norm_F, n_rows):
         theta = self.log_threshold_F.exp()
-        theta = theta if cols_N is None else theta[cols_N]
+        theta = theta if cols_N is None else gather(theta, cols_N)
         return _Step.apply(pre_N, theta, self.cfg.jumprelu_bandwidth).sum() / n_rows
 
     @property

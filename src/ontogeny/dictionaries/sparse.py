@@ -16,8 +16,8 @@ rule's fast path against the dense reference.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,8 +49,11 @@ def split_flat(flat_N: torch.Tensor, n_rows: int, n_latents: int) -> tuple[torch
 
 def _by_column(rows_N: torch.Tensor, cols_N: torch.Tensor, n_latents: int):
     """Order entries by column: (permutation, rows in that order, per-column offsets)."""
-    n_rows = int(rows_N.max()) + 1 if rows_N.numel() else 1
-    order = torch.argsort(cols_N * n_rows + rows_N)  # unique keys: a well-defined order without a stable sort
+    n_rows = int(rows_N[-1]) + 1 if rows_N.numel() else 1  # rows ascending
+    key = cols_N * n_rows + rows_N  # unique keys: a well-defined order without a stable sort
+    if n_latents * n_rows < 2 ** 31:
+        key = key.int()  # int32 sorts several times faster
+    order = torch.argsort(key)
     counts = torch.bincount(cols_N, minlength=n_latents)
     offsets = torch.zeros(n_latents, dtype=torch.long, device=cols_N.device)
     offsets[1:] = counts.cumsum(0)[:-1]
@@ -82,6 +85,26 @@ def row_dots_reference(W_FD: torch.Tensor, g_BD: torch.Tensor, rows_N: torch.Ten
                        ) -> torch.Tensor:
     """Plain version of `row_dots`: gather both rows and multiply."""
     return (W_FD[cols_N] * g_BD[rows_N]).sum(-1)
+
+
+class _Gather(torch.autograd.Function):
+    """`t[idx]` whose backward is one `index_add_` (plain indexing's backward sorts the indices)."""
+
+    @staticmethod
+    def forward(ctx, t_F, idx_N):
+        ctx.save_for_backward(idx_N)
+        ctx.size = t_F.shape[0]
+        return t_F[idx_N]
+
+    @staticmethod
+    def backward(ctx, g_N):
+        (idx_N,) = ctx.saved_tensors
+        return torch.zeros(ctx.size, dtype=g_N.dtype, device=g_N.device).index_add_(0, idx_N, g_N), None
+
+
+def gather(t_F: torch.Tensor, idx_N: torch.Tensor) -> torch.Tensor:
+    """Per-entry values of a per-latent vector, `t[idx]`, with a cheap backward."""
+    return _Gather.apply(t_F, idx_N)
 
 
 class _SparsePre(torch.autograd.Function):

@@ -99,8 +99,9 @@ class CheckpointSeries:
 
         ck = self.checkpoint(step)
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                ck.path, revision=ck.revision, cache_dir=self.cache_dir, torch_dtype=self.dtype)
+            kw = {} if self.dtype is None else {"dtype": self.dtype}
+            model = AutoModelForCausalLM.from_pretrained(ck.path, revision=ck.revision, cache_dir=self.cache_dir,
+                                                         **kw)
         except Exception as e:  # transformers raises many types for a bad folder
             raise SeriesError(f"cannot load checkpoint {ck.describe()}: {e}") from e
         model.eval().to(self.device)

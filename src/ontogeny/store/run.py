@@ -45,6 +45,16 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale_temporaries(root: str | Path) -> int:
+    """Delete temporaries that a killed process left behind (`.<name>.*.tmp`); returns how many."""
+    n = 0
+    for p in Path(root).rglob(".*.tmp"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically, with sorted keys so equal content gives equal bytes."""
     with atomic_path(path) as tmp:

@@ -15,8 +15,12 @@ def connect(run_dir: str | Path):
     files = sorted(tables.glob("*.parquet"))
     if not files:
         raise StoreError(f"no Parquet tables under {tables}")
+    import pyarrow.parquet as pq
+
     con = duckdb.connect()
     for f in files:
+        if not pq.read_schema(f).names:  # an empty table written without columns has nothing to query
+            continue
         con.execute(f"CREATE VIEW \"{f.stem}\" AS SELECT * FROM read_parquet('{f.as_posix()}')")
     return con
 

@@ -19,7 +19,7 @@ from ontogeny.compute import map_units
 from ontogeny.config import StudyConfig
 from ontogeny.study import stages
 from ontogeny.study.manifest import Manifest, unit_key
-from ontogeny.store.run import provenance, write_json
+from ontogeny.store.run import provenance, remove_stale_temporaries, write_json
 
 Event = Callable[[str, str, dict[str, Any]], None]  # (kind: "start"|"skip"|"done", unit name, info)
 
@@ -143,6 +143,7 @@ class Study:
     def run(self) -> dict[str, Any]:
         """Run every stage that is not complete; returns what ran and what was skipped."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.run_dir)
         self._write_record("running")
         self.execute(self.plan_series())
         steps = self.steps()

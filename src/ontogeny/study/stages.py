@@ -7,6 +7,7 @@ unit can run in another process.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,19 +44,25 @@ def series_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
 def study_token_ids(run_dir: str | Path, cfg: StudyConfig):
     """The shared token set of the study (held-out corpus text), identical for every unit."""
     from ontogeny.series.load import load_series
-    from ontogeny.store.tokens import eval_token_ids
+    from ontogeny.store.activations import pack_tokens
 
-    series = load_series(Path(run_dir) / "series", steps=cfg.series.steps)
+    series = load_series(Path(run_dir) / "series", steps=cfg.series.steps, device=cfg.compute.device)
     a = cfg.activations
-    return series, eval_token_ids(series.tokenizer, a.n_seqs, a.ctx, a.seed, corpus_seed=cfg.series.train.seed,
-                                  corpus_config=cfg.series.train.corpus)
+    corpus = study_corpus(cfg)
+    return series, pack_tokens(series.tokenizer, [d.text for d in corpus.eval], a.n_seqs, a.ctx, a.seed)
 
 
 def study_corpus(cfg: StudyConfig):
     """The embedded corpus the study's series was trained on (probes and held-out text come from it)."""
-    from ontogeny.series.corpus import build_corpus
+    return _corpus(cfg.series.train.seed, cfg.series.train.corpus.model_dump_json())
 
-    return build_corpus(seed=cfg.series.train.seed, config=cfg.series.train.corpus)
+
+@functools.lru_cache(maxsize=2)
+def _corpus(seed: int, config_json: str):
+    """Building the corpus reads the standard library (seconds); units in one process share it."""
+    from ontogeny.series.corpus import CorpusConfig, build_corpus
+
+    return build_corpus(seed=seed, config=CorpusConfig.model_validate_json(config_json))
 
 
 def activations_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, Any]:
@@ -125,7 +132,8 @@ def crosscoder_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str,
                          l1_coefficient=c.l1_coefficient, n_steps=c.n_steps, batch_size=c.batch_size, lr=c.lr,
                          n_pairs=c.n_pairs, seed=c.seed)
     run = Path(run_dir)
-    result = run_crosscode(run, cc, ActivationStore(run / "activations"), load_series(run / "series", steps=steps))
+    series = load_series(run / "series", steps=steps, device=cfg.compute.device)
+    result = run_crosscode(run, cc, ActivationStore(run / "activations"), series)
     return {"steps": steps, **result.summary}
 
 
@@ -137,7 +145,7 @@ def llc_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, Any]:
     cfg = _cfg(cfg_json)
     from ontogeny.series.load import load_series
 
-    series = load_series(Path(run_dir) / "series", steps=[step])
+    series = load_series(Path(run_dir) / "series", steps=[step], device=cfg.compute.device)
     corpus = study_corpus(cfg)
     ids = pack_tokens(series.tokenizer, [d.text for d in corpus.eval], cfg.llc.n_seqs, cfg.llc.ctx, cfg.llc.sgld.seed)
     with warnings.catch_warnings():
@@ -171,7 +179,7 @@ def susceptibility_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, An
     s = cfg.susceptibility
     scfg = SusceptibilityConfig(sgld=s.sgld, centring=s.centring, ctx=s.ctx, n_base_seqs=s.n_probe_seqs,
                                 n_probe_seqs=s.n_probe_seqs, base_kind=s.base_kind, probe_kinds=s.probe_kinds)
-    series = load_series(Path(run_dir) / "series", steps=[step])
+    series = load_series(Path(run_dir) / "series", steps=[step], device=cfg.compute.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         out = susceptibility_run(series.model(step), series.tokenizer, scfg, Path(run_dir), step,
@@ -185,7 +193,7 @@ def capabilities_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[st
     from ontogeny.series.load import load_series
 
     cfg = _cfg(cfg_json)
-    series = load_series(Path(run_dir) / "series", steps=steps)
+    series = load_series(Path(run_dir) / "series", steps=steps, device=cfg.compute.device)
     res = capabilities_run(series, Path(run_dir), cfg.capabilities.config)
     return {"events": res["events"]}
 

@@ -39,20 +39,21 @@ def test_crosscode_cli_writes_tables_and_figures(run_dir, tiny_series_dir, tmp_p
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     tables = run_dir / "tables"
-    lat = pq.read_table(tables / "crosscoder_latents.parquet").to_pylist()
+    tag = f"{SITE}.0-1-4"
+    lat = pq.read_table(tables / f"crosscoder_latents.{tag}.parquet").to_pylist()
     assert len(lat) == 48
     for r in lat:
         assert abs(r["reldec_s0"] + r["reldec_s1"] + r["reldec_s4"] - 1) < 1e-6
         assert r["reldec_class"] in {"s0 specific", "s1 specific", "s4 specific", "s0-s1-s4 shared", "s0-s1 shared",
                                      "s1-s4 shared", "s0-s4 shared", "others"}
-    eff = pq.read_table(tables / "crosscoder_effects.parquet").to_pylist()
+    eff = pq.read_table(tables / f"crosscoder_effects.{tag}.parquet").to_pylist()
     assert {r["task"] for r in eff} <= {"brackets", "mine"} and "mine" in {r["task"] for r in eff}
-    meta = pq.read_schema(tables / "crosscoder_effects.parquet").metadata[b"ontogeny.provenance"]
+    meta = pq.read_schema(tables / f"crosscoder_effects.{tag}.parquet").metadata[b"ontogeny.provenance"]
     assert json.loads(meta)["config"]["steps"] == [0, 1, 4]
     for name in ("crosscoder_reldec_hist", "crosscoder_relie_taxonomy", "crosscoder_top_features"):
-        assert (run_dir / "figures" / f"{name}.html").stat().st_size > 0
-        assert (run_dir / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    ctx = pq.read_table(tables / "crosscoder_contexts.parquet").to_pylist()
+        assert (run_dir / "figures" / f"{name}.{tag}.html").stat().st_size > 0
+        assert (run_dir / "figures" / f"{name}.{tag}.png").read_bytes()[:4] == b"\x89PNG"
+    ctx = pq.read_table(tables / f"crosscoder_contexts.{tag}.parquet").to_pylist()
     assert ctx and all("[[" in r["context"] for r in ctx)
     # a second run with other thresholds reuses the crosscoder unit (no retraining: same weights file)
     w = next((run_dir / "dictionaries" / "crosscoder" / SITE).glob("steps_0-1-4/sae_weights.safetensors"))

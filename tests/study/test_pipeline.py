@@ -1,0 +1,110 @@
+"""The study end to end on a tiny series: outputs, resume, partial recompute, kill and resume, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_run
+from ontogeny.store.run import file_hash
+from ontogeny.store.tables import query
+from ontogeny.study.demo import tiny_config
+from ontogeny.study.manifest import Manifest
+from ontogeny.study.pipeline import run_study
+
+STEPS = [0, 1, 2, 4, 20, 40]
+
+
+def test_study_writes_every_artifact(tiny_study):
+    run_dir, out = tiny_study
+    assert out["steps"] == STEPS and not out["skipped"]
+    for s in STEPS:
+        assert (run_dir / "dictionaries" / f"step_{s:06d}" / "blocks.0.hook_resid_post" / "cfg.json").exists()
+    for table in ("features", "matches", "lineages", "events", "scaffold", "llc", "capabilities", "crosscoder_latents*",
+                  "susceptibility_heads"):
+        assert list((run_dir / "tables").glob(f"{table}.parquet")), table
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "Headline numbers" in page and "Plotly.newPlot" in page and "cdn.plot.ly" not in page
+    study = json.loads((run_dir / "study.json").read_text())
+    assert study["status"] == "complete" and study["versions"]["torch"]
+    cols, rows = query(run_dir, "SELECT step, llc_mean FROM llc ORDER BY step")
+    assert cols == ["step", "llc_mean"] and [r[0] for r in rows] == [0, 40]
+
+
+def test_rerun_skips_everything(tiny_study, tmp_path):
+    run_dir = copy_run(tiny_study[0], tmp_path / "run")
+    out = run_study(tiny_config(), run_dir)
+    assert out["ran"] == [] and len(out["skipped"]) == len(Manifest(run_dir).all())
+
+
+def test_changed_config_recomputes_only_dependents(tiny_study, tmp_path):
+    run_dir = copy_run(tiny_study[0], tmp_path / "run")
+    cfg = tiny_config()
+    cfg = cfg.model_copy(update={"dictionaries": cfg.dictionaries.model_copy(update={"k": 3})})
+    out = run_study(cfg, run_dir)
+    ran = set(out["ran"])
+    assert {f"dictionaries/step_{s:06d}" for s in STEPS} <= ran
+    assert {"lifehistory", "report"} <= ran
+    assert not any(n.startswith(("series", "activations", "llc", "crosscoder", "susceptibility", "capabilities"))
+                   for n in ran)
+
+
+def test_killed_study_resumes_without_recomputing(tiny_study, tmp_path):
+    """Kill the study mid-run (SIGKILL), rerun it: finished units are skipped, the results match."""
+    run_dir = tmp_path / "run"
+    script = ("import torch; torch.set_num_threads(1)\n"
+              "from ontogeny.study.demo import tiny_config\nfrom ontogeny.study.pipeline import run_study\n"
+              f"run_study(tiny_config(), {str(run_dir)!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": "0"})
+    manifest = Manifest(run_dir)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.entry("dictionaries/step_000002") is not None:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {e["unit"]: e["finished"] for e in manifest.all()}
+    assert "series" in before and "report" not in before
+    out = run_study(tiny_config(), run_dir)
+    assert set(before) <= set(out["skipped"]) and not set(before) & set(out["ran"])
+    assert not list(run_dir.rglob(".*.tmp"))
+    ref = tiny_study[0]
+    for s in STEPS:
+        rel = Path("dictionaries") / f"step_{s:06d}" / "blocks.0.hook_resid_post" / "sae_weights.safetensors"
+        assert file_hash(run_dir / rel) == file_hash(ref / rel), rel
+    assert query(run_dir, "SELECT * FROM llc ORDER BY step")[1] == query(ref, "SELECT * FROM llc ORDER BY step")[1] \
+        or _close_llc(run_dir, ref)
+
+
+def _close_llc(a: Path, b: Path) -> bool:
+    ra = query(a, "SELECT llc_mean FROM llc ORDER BY step")[1]
+    rb = query(b, "SELECT llc_mean FROM llc ORDER BY step")[1]
+    return all(abs(x[0] - y[0]) < 1e-6 * max(1, abs(y[0])) for x, y in zip(ra, rb))
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_identical_results(tiny_study, tmp_path):
+    ray = pytest.importorskip("ray")
+    run_dir = tmp_path / "run"
+    cfg = tiny_config()
+    cfg = cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"backend": "ray"})})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_study(cfg, run_dir)
+    finally:
+        ray.shutdown()
+    ref = tiny_study[0]
+    for s in STEPS:
+        rel = Path("dictionaries") / f"step_{s:06d}" / "blocks.0.hook_resid_post" / "sae_weights.safetensors"
+        assert file_hash(run_dir / rel) == file_hash(ref / rel), rel
+    assert _close_llc(run_dir, ref)
+    assert (run_dir / "report" / "index.html").exists()
