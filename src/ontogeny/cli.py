@@ -38,3 +38,6 @@ for _name in COMMAND_MODULES:
     except ModuleNotFoundError as e:  # a command group still being written (removed at integration)
         if e.name != f"ontogeny.commands.{_name}":
             raise
+
+if __name__ == "__main__":
+    app()

@@ -43,7 +43,7 @@ def test_reconstruction_metrics_analytic():
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from conftest import tiny_config
+    from ontogeny.testing import tiny_config
     from transformers import GPTNeoXForCausalLM
     torch.manual_seed(0)
     return GPTNeoXForCausalLM(tiny_config(300)).eval()

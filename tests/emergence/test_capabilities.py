@@ -27,7 +27,7 @@ def planted_series(tmp_path_factory):
     short training on repeated random segments (each checkpoint with its own small weight noise)."""
     from transformers import GPTNeoXForCausalLM
 
-    from conftest import make_tokenizer, tiny_config
+    from ontogeny.testing import make_tokenizer, tiny_config
 
     root = tmp_path_factory.mktemp("planted") / "series"
     tok = make_tokenizer(root / "tokenizer")

@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import make_tiny_series
+from ontogeny.testing import make_tiny_series
 from ontogeny.errors import SeriesError
 from ontogeny.series.load import load_series, parse_step, series_info
 
@@ -50,7 +50,7 @@ def test_corrupt_weights_are_named(tmp_path, tiny_series_dir):
 
 
 def test_mismatched_tokenizer_is_named(tmp_path, tiny_series_dir):
-    from conftest import make_tokenizer
+    from ontogeny.testing import make_tokenizer
 
     root = tmp_path / "s"
     shutil.copytree(tiny_series_dir, root)

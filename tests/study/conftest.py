@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,3 @@ def tiny_study(tmp_path_factory) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("study") / "run"
     out = run_study(tiny_config(), run_dir)
     return run_dir, out
-
-
-def copy_run(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst

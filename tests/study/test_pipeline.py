@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_run
 from ontogeny.store.run import file_hash
 from ontogeny.store.tables import query
 from ontogeny.study.demo import tiny_config
@@ -20,6 +20,11 @@ from ontogeny.study.manifest import Manifest
 from ontogeny.study.pipeline import run_study
 
 STEPS = [0, 1, 2, 4, 20, 40]
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
 
 
 def test_study_writes_every_artifact(tiny_study):
@@ -31,7 +36,8 @@ def test_study_writes_every_artifact(tiny_study):
                   "susceptibility_heads"):
         assert list((run_dir / "tables").glob(f"{table}.parquet")), table
     page = (run_dir / "report" / "index.html").read_text()
-    assert "Headline numbers" in page and "Plotly.newPlot" in page and "cdn.plot.ly" not in page
+    assert "Headline numbers" in page and "Plotly.newPlot" in page
+    assert "<script src=" not in page  # self-contained: plotly.js is inlined, nothing is fetched
     study = json.loads((run_dir / "study.json").read_text())
     assert study["status"] == "complete" and study["versions"]["torch"]
     cols, rows = query(run_dir, "SELECT step, llc_mean FROM llc ORDER BY step")

@@ -18,18 +18,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from ontogeny.crosscoding.config import CrosscodeConfig  # noqa: E402
-from ontogeny.store.run import atomic_path  # noqa: E402
+from ontogeny.report.figures import save_figure  # noqa: E402
 
 
 def _save(fig_plotly: go.Figure, fig_mpl, folder: Path, name: str) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    html, png = folder / f"{name}.html", folder / f"{name}.png"
-    with atomic_path(html) as tmp:
-        fig_plotly.write_html(str(tmp), include_plotlyjs="cdn", full_html=True)
-    with atomic_path(png) as tmp:
-        fig_mpl.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig_mpl)
-    return {f"{name}.html": html, f"{name}.png": png}
+    paths = save_figure(folder, name, fig_plotly, fig_mpl)
+    return {f"{name}.{kind}": path for kind, path in paths.items()}
 
 
 def _reldec_series(rows: list[dict], cfg: CrosscodeConfig) -> dict[str, list[float]]:

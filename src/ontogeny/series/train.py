@@ -49,7 +49,7 @@ class SeriesConfig(BaseModel):
     batch_size: int = Field(16, ge=1, description="natural-text rows per step")
     synthetic_rows: int = Field(48, ge=0, description="synthetic repeated-span rows per step")
     synthetic_context: int = Field(32, ge=4, description="tokens per synthetic row")
-    n_steps: int = Field(1500, ge=1)
+    n_steps: int = Field(1200, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     warmup: int = Field(100, ge=1)
     final_lr_frac: float = Field(0.1, ge=0.0, le=1.0)
