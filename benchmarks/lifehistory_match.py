@@ -10,13 +10,13 @@ Run: python benchmarks/lifehistory_match.py   (prints one JSON object, writes re
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
 import time
 
+import numpy as np
+import torch
 from _common import emit
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
 from ontogeny.causal.ablate import AblationRunner
 from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.model import Dictionary

@@ -1,7 +1,7 @@
 """Training throughput of the embedded series' loop vs a bare training step, measured in the same run.
 
 `ours`: one step of `train_series`' loop (batch assembly with synthetic rows, per-row loss, AdamW, clip).
-`bare`: the same model and optimiser on a fixed pre-built batch with the model's own loss. The ratio
+`bare`: the same model and optimiser on a fixed pre-built batch (same shapes) with the model's own loss. The ratio
 shows what the data mix and bookkeeping cost on top of the arithmetic. Also reports tokens/s, so the
 default run's wall time on this machine is `n_steps * tokens_per_step / tokens_per_s` plus set-up.
 Run: python benchmarks/series_train.py [--threads 2] [--steps 10]
@@ -18,7 +18,7 @@ from _common import emit, interleaved_best
 from ontogeny.series.corpus import build_corpus
 from ontogeny.series.data import TokenData
 from ontogeny.series.tokenizer import train_tokenizer
-from ontogeny.series.train import SeriesConfig, build_model, lm_loss_rows
+from ontogeny.series.train import SeriesConfig, build_model, make_optimizer, train_step
 
 
 def main() -> None:
@@ -39,37 +39,33 @@ def main() -> None:
 
     def make():
         model = build_model(cfg, len(tok)).train()
-        return model, torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
+        return model, make_optimizer(model, cfg)
 
     ours_m, ours_opt = make()
     bare_m, bare_opt = make()
-    fixed_BT, _ = data.batch(0, cfg.batch_size, cfg.synthetic_frac)
+    nat_BT, syn_BS = data.batch(0, cfg.batch_size, cfg.synthetic_rows, cfg.synthetic_context)
     counter = [0]
 
     def ours():
         for _ in range(args.steps):
-            tokens_BT, n_syn = data.batch(counter[0], cfg.batch_size, cfg.synthetic_frac)
+            train_step(ours_m, ours_opt, data, cfg, counter[0], 1e-4)
             counter[0] += 1
-            loss_B = lm_loss_rows(ours_m, tokens_BT)
-            ours_opt.zero_grad(set_to_none=True)
-            loss_B.mean().backward()
-            torch.nn.utils.clip_grad_norm_(ours_m.parameters(), cfg.grad_clip)
-            ours_opt.step()
-            _ = (loss_B[:n_syn].mean().item(), loss_B[n_syn:].mean().item())
 
     def bare():
         for _ in range(args.steps):
-            loss = bare_m(input_ids=fixed_BT, labels=fixed_BT).loss
+            loss = (bare_m(input_ids=nat_BT, labels=nat_BT).loss
+                    + bare_m(input_ids=syn_BS, labels=syn_BS).loss)
             bare_opt.zero_grad(set_to_none=True)
             loss.backward()
             bare_opt.step()
 
     best = interleaved_best({"ours": ours, "bare": bare}, repeats=args.repeats)
-    tokens = args.steps * cfg.batch_size * cfg.context
+    tokens = args.steps * (cfg.batch_size * cfg.context + cfg.synthetic_rows * cfg.synthetic_context)
     tps = {k: tokens / v for k, v in best.items()}
     emit("series_train", {
         "config": {"n_layers": cfg.n_layers, "d_model": cfg.d_model, "vocab": cfg.vocab_size,
-                   "batch_size": cfg.batch_size, "context": cfg.context, "n_steps": cfg.n_steps},
+                   "batch_size": cfg.batch_size, "context": cfg.context, "synthetic_rows": cfg.synthetic_rows,
+                   "synthetic_context": cfg.synthetic_context, "n_steps": cfg.n_steps},
         "setup_s": {"corpus": t_corpus, "tokenizer": t_tok, "tokenise": t_data},
         "tokens_per_s": tps, "s_per_step": {k: v / args.steps for k, v in best.items()},
         "ratio_ours_vs_bare": tps["ours"] / tps["bare"],

@@ -80,8 +80,15 @@ class CrosscoderSection(_Section):
 
 class LLCSection(_Section):
     enabled: bool = True
-    steps: list[int] | None = Field(None, description="checkpoints (default: every checkpoint)")
+    steps: list[int] | None = Field(None, description="checkpoints (default: every `every`-th one, and the last)")
+    every: int = Field(1, gt=0, description="without `steps`: take every n-th checkpoint (the last always)")
     sgld: SGLDConfig = Field(default_factory=lambda: SGLDConfig(num_draws=60, batch_size=16))
+
+    def pick_steps(self, steps: list[int]) -> list[int]:
+        """The checkpoints whose LLC is estimated."""
+        if self.steps:
+            return list(self.steps)
+        return sorted(set(steps[:: self.every]) | {steps[-1]})
     n_seqs: int = 128
     ctx: int = 64
 

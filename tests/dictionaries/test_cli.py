@@ -51,5 +51,11 @@ def test_dict_train_writes_one_saelens_dictionary_per_unit_and_resumes(tmp_path)
     assert again.exit_code == 0 and "already on disk" in again.output
     ev = runner.invoke(app, ["dict", "eval", str(store.root)])
     assert ev.exit_code == 0 and "dictionary metrics" in ev.output
+    grouped = runner.invoke(app, [*args, "--force", "--units-per-pass", "1", "--run", str(tmp_path / "run2")])
+    assert grouped.exit_code == 0, grouped.output
+    for step in (0, 8):  # one unit per pass gives the same weights as both units in one pass
+        a = load_dictionary(tmp_path / "run" / "dictionaries" / f"step_{step:06d}" / "blocks.0.hook_resid_post")
+        b = load_dictionary(tmp_path / "run2" / "dictionaries" / f"step_{step:06d}" / "blocks.0.hook_resid_post")
+        assert torch.equal(a.W_dec_FD, b.W_dec_FD) and torch.equal(a.b_enc_F, b.b_enc_F)
     bad = runner.invoke(app, ["dict", "train", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2

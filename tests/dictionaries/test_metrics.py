@@ -43,8 +43,9 @@ def test_reconstruction_metrics_analytic():
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from ontogeny.testing import tiny_config
     from transformers import GPTNeoXForCausalLM
+
+    from ontogeny.testing import tiny_config
     torch.manual_seed(0)
     return GPTNeoXForCausalLM(tiny_config(300)).eval()
 

@@ -73,9 +73,9 @@ def test_cli_sweep_other_tasks_and_analyze(tmp_path):
     assert sorted(r["task"] for r in runs) == ["ca", "induction", "induction"]
     ca = next(r for r in runs if r["task"] == "ca")
     assert ca["plateau"] == pytest.approx(math.log(4)) and ca["floor"] < ca["plateau"]
-    assert (out / "tables" / "emergence_claims.parquet").exists()
     res = CliRunner().invoke(app(), ["emergence", "analyze", str(out), "--col", "t_20"])
     assert res.exit_code == 0, res.output
+    assert (out / "tables" / "emergence_claims.parquet").exists()
 
 
 def test_bad_config_names_the_file_and_key(tmp_path):

@@ -72,7 +72,8 @@ def test_induction_score_matches_oracle_analytically():
     assert second == pytest.approx(-math.log(1 - eps + eps / V), abs=1e-5)
     # a model with no in-context copying (uniform) scores zero
     m = induction_metrics(OracleInduction(V, 1.0), torch.arange(V), torch.arange(V), [3, 5], n_seqs=4)
-    assert m["induction"] == pytest.approx(0.0, abs=1e-5) and m["induction_full"] == pytest.approx(0.0, abs=1e-5)
+    assert m["induction"] == pytest.approx(0.0, abs=1e-5)
+    assert m["induction_full"] == pytest.approx(0.0, abs=1e-5)
 
 
 @pytest.fixture(scope="module")

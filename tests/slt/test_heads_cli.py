@@ -8,10 +8,10 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from ontogeny.testing import tiny_config
 from ontogeny.errors import ConfigError
 from ontogeny.series.sites import capture
 from ontogeny.slt.heads import component_masks, head_masks, induction_score_from_pattern, n_selected
+from ontogeny.testing import tiny_config
 
 
 @pytest.fixture(scope="module")

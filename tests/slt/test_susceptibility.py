@@ -15,7 +15,7 @@ from ontogeny.slt.susceptibility import ComponentDraws, per_token_chi, response_
 
 def _gaussian_draws(a, mu, b_NI, nu_NI, cfg):
     """SGLD on L_q = ½Σa(w−μ)² from w* = μ, recording L_q and per-'token' probe losses ℓ_n = ½Σ b_n(w−ν_n)²."""
-    loss = lambda p, batch: 0.5 * (a * (p["w"] - mu) ** 2).sum()  # noqa: E731
+    loss = lambda p, batch: 0.5 * (a * (p["w"] - mu) ** 2).sum()
     obs = {"base": lambda p: 0.5 * (a * (p["w"] - mu) ** 2).sum(),
            "probe": lambda p: 0.5 * (b_NI * (p["w"] - nu_NI) ** 2).sum(dim=1)}
     res = sample(loss, {"w": mu.clone()}, lambda s: None, cfg, observables=obs)
@@ -46,7 +46,7 @@ def test_per_token_chi_matches_fluctuation_dissipation_analytics():
 
 def test_centrings_against_brute_force_numpy():
     gen = torch.Generator().manual_seed(0)
-    mk = lambda: ComponentDraws("x", 1, 1.0, 1 + 0.1 * torch.randn(3, 50, generator=gen, dtype=torch.float64),  # noqa: E731
+    mk = lambda: ComponentDraws("x", 1, 1.0, 1 + 0.1 * torch.randn(3, 50, generator=gen, dtype=torch.float64),
                                 {"p": 2 + torch.randn(3, 50, 7, generator=gen, dtype=torch.float64)}, None)
     comp, full = mk(), mk()
     phi = comp.phi_CD.flatten().numpy()

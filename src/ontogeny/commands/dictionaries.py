@@ -32,6 +32,7 @@ def train_cmd(
     plain: bool = typer.Option(False, help="Use the plain dense reference instead of the sparse fast path."),
     seed: int = typer.Option(0, help="Seed of the initialisation and the data order."),
     force: bool = typer.Option(False, help="Retrain units that are already on disk."),
+    units_per_pass: int = typer.Option(8, help="Units trained together in one pass (bounds memory)."),
 ) -> None:
     """Train one dictionary per (checkpoint, site) of an activation store, all in one pass over the data."""
     from ontogeny.dictionaries.atm import ATMConfig
@@ -56,7 +57,8 @@ def train_cmd(
 
             rows = train_store_dictionaries(store, run or Path(store_dir).resolve().parent, dict_cfg, tcfg,
                                             steps=parse_csv_ints(steps), sites=site_list, batch_size=batch_size,
-                                            n_epochs=epochs, seed=seed, force=force, on_step=tick)
+                                            n_epochs=epochs, seed=seed, force=force,
+                                            units_per_pass=units_per_pass, on_step=tick)
         if not rows:
             console.print("every dictionary is already on disk (use --force to retrain)")
             return

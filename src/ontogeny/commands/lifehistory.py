@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
+import tomllib
 import typer
 from pydantic import ValidationError
 
@@ -14,7 +14,7 @@ from ontogeny.commands._common import console, parse_csv, parse_csv_ints, progre
 from ontogeny.errors import ConfigError
 
 
-def load_config(path: Path | None, overrides: dict[str, dict[str, Any]], seed: int) -> "LifeHistoryConfig":  # noqa: F821
+def load_config(path: Path | None, overrides: dict[str, dict[str, Any]], seed: int) -> LifeHistoryConfig:  # noqa: F821
     """LifeHistoryConfig from defaults, then a TOML file ([match], [phase], ...), then command-line options."""
     from ontogeny.lifehistory.config import LifeHistoryConfig
 
@@ -42,19 +42,19 @@ def _fmt(x: Any) -> Any:
 def lifehistory(
     run_dir: Annotated[Path, typer.Option(help="run directory with activations/, dictionaries/ and series/")]
     = Path("runs/demo"),
-    sites: Annotated[Optional[str], typer.Option(help="comma-separated sites (default: every site in the store)")]
+    sites: Annotated[str | None, typer.Option(help="comma-separated sites (default: every site in the store)")]
     = None,
-    steps: Annotated[Optional[str], typer.Option(help="comma-separated steps (default: all with dictionaries)")]
+    steps: Annotated[str | None, typer.Option(help="comma-separated steps (default: all with dictionaries)")]
     = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML with tables match, phase, scaffold, ablation, predict")]
+    config: Annotated[Path | None, typer.Option(help="TOML with tables match, phase, scaffold, ablation, predict")]
     = None,
-    n_carriers: Annotated[Optional[int], typer.Option(help="carriers kept across sites (default 50)")] = None,
-    early_frac: Annotated[Optional[float], typer.Option(help="early phase = first fraction of training (0.01)")]
+    n_carriers: Annotated[int | None, typer.Option(help="carriers kept across sites (default 50)")] = None,
+    early_frac: Annotated[float | None, typer.Option(help="early phase = first fraction of training (0.01)")]
     = None,
-    n_null: Annotated[Optional[int], typer.Option(help="token permutations per transition for the null (20)")]
+    n_null: Annotated[int | None, typer.Option(help="token permutations per transition for the null (20)")]
     = None,
-    n_controls: Annotated[Optional[int], typer.Option(help="count-matched control populations (100)")] = None,
-    n_single: Annotated[Optional[int], typer.Option(help="non-carriers given single-feature ablation (50)")]
+    n_controls: Annotated[int | None, typer.Option(help="count-matched control populations (100)")] = None,
+    n_single: Annotated[int | None, typer.Option(help="non-carriers given single-feature ablation (50)")]
     = None,
     max_tokens: Annotated[int, typer.Option(help="tokens of the shared set used for matching (0 = all)")] = 16384,
     ablation_seqs: Annotated[int, typer.Option(help="sequences of the token set used for ablation")] = 32,

@@ -72,8 +72,9 @@ def train(
         torch.set_num_threads(threads)
     try:
         cfg = load_config(config, tiny, {"n_steps": steps, "seed": seed})
-        with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+        with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=console) as bar:
             task = bar.add_task("train", total=cfg.n_steps, info="building corpus and tokenizer")
 
             def progress(step: int, m: dict) -> None:

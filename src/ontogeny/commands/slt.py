@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-
 from pathlib import Path
 
 import typer
@@ -110,7 +109,6 @@ def susceptibility(
     corpus_size: str = typer.Option("default", help="Corpus to draw tokens from: default or tiny."),
 ) -> None:
     """Per-head susceptibilities χ for corpus-kind probes, the response matrix, its PCA, and induction scores."""
-    import torch
 
     from ontogeny.series.load import load_series
     from ontogeny.slt.figures import pc_scatter, response_heatmap

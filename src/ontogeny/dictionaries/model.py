@@ -35,7 +35,7 @@ class Dictionary(nn.Module):
         self.b_enc_F = nn.Parameter(torch.zeros(F))
         self.b_dec_D = nn.Parameter(torch.zeros(D))
         self.rule: Rule = make_rule(cfg)
-        self._density = 0.0  # share of non-zero codes at the last training step (chooses the path)
+        self._density = 1.0  # share of non-zero codes at the last step (chooses the path; dense at first)
 
     # ----------------------------------------------------------------- inference (plain reference)
     @property

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from ontogeny.store.run import atomic_path
 
 
 @dataclass
@@ -122,24 +121,7 @@ def to_matplotlib(fig: Figure):
 
 
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
-    """Write `<name>.html` (plotly, reading the folder's plotly.min.js, so it works offline) and
-    `<name>.png` (matplotlib), atomically."""
-    import matplotlib.pyplot as plt
+    """Write the figure as plotly JSON + HTML and a matplotlib PNG (see `ontogeny.report.figures`)."""
+    from ontogeny.report.figures import save_figure
 
-    folder = Path(folder)
-    html, png = folder / f"{name}.html", folder / f"{name}.png"
-    bundle = folder / "plotly.min.js"  # one offline copy of plotly.js shared by the folder's pages
-    if not bundle.exists():
-        from plotly.offline import get_plotlyjs
-
-        with atomic_path(bundle) as tmp:
-            tmp.write_text(get_plotlyjs())
-    with atomic_path(html) as tmp:
-        to_plotly(fig).write_html(str(tmp), include_plotlyjs="directory", full_html=True)
-    mfig = to_matplotlib(fig)
-    try:
-        with atomic_path(png) as tmp:
-            mfig.savefig(tmp, format="png")
-    finally:
-        plt.close(mfig)
-    return [html, png]
+    return list(save_figure(folder, name, to_plotly(fig), to_matplotlib(fig)).values())

@@ -18,7 +18,14 @@ from ontogeny.lifehistory.config import LifeHistoryConfig
 from ontogeny.lifehistory.lineage import Lineage, build_lineages, kaplan_meier, lifespan, settling
 from ontogeny.lifehistory.match import Match, match_checkpoints
 from ontogeny.lifehistory.predict import Prediction, predict_carriers
-from ontogeny.lifehistory.scaffold import Carrier, Hierarchy, candidates, hierarchy, recruitment, select_carriers
+from ontogeny.lifehistory.scaffold import (
+    Carrier,
+    Hierarchy,
+    candidates,
+    hierarchy,
+    recruitment,
+    select_carriers,
+)
 from ontogeny.lifehistory.turnover import TurnoverRow, early_cutoff, phase_ratio, turnover_table
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)

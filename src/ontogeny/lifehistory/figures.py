@@ -13,11 +13,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import plotly.graph_objects as go
 
-from ontogeny.store.run import atomic_path  # noqa: E402
+from ontogeny.store.run import atomic_path
 
 Rows = Sequence[Mapping[str, Any]]
 

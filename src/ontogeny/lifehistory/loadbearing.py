@@ -9,7 +9,7 @@ and divides ΔCE (summed over tokens) by the feature's firing count: carriers ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 import scipy.sparse as sp
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from ontogeny.errors import ConfigError

@@ -90,7 +90,7 @@ def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("bl
             carrier_blocks.append((site, a))
         out.atoms[site] = atoms
     if len(free) < n_tokens // 2:
-        raise ConfigError(f"carriers cover more than half the tokens: lower n_carriers or carrier_frac")
+        raise ConfigError("carriers cover more than half the tokens: lower n_carriers or carrier_frac")
 
     def random_support():
         return rng.choice(free, size=int(atom_frac * n_tokens), replace=False)

@@ -204,8 +204,8 @@ def build_corpus(seed: int = 0, config: CorpusConfig | None = None) -> Corpus:
         if all(used[k] >= budgets[k] for k in budgets):
             break
         is_test = _is_test(rel)
-        if (is_test and used["tests"] >= budgets["tests"]) or (
-                not is_test and used["code"] >= budgets["code"] and used["docstrings"] >= budgets["docstrings"]):
+        code_full = used["code"] >= budgets["code"] and used["docstrings"] >= budgets["docstrings"]
+        if (is_test and used["tests"] >= budgets["tests"]) or (not is_test and code_full):
             continue
         try:
             text = (root / rel).read_text(encoding="utf-8")[: cfg.max_file_chars]

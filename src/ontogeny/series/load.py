@@ -25,8 +25,8 @@ POINTER = "source.json"
 _STEP_RE = re.compile(r"^step_?(\d+)$")
 # Config fields that define an architecture: checkpoints of one series must agree on all of them.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-               "vocab_size", "rotary_pct", "rotary_emb_base", "use_parallel_residual", "hidden_act",
-               "max_position_embeddings", "tie_word_embeddings")
+               "vocab_size", "rotary_pct", "rotary_emb_base", "rope_parameters", "use_parallel_residual",
+               "hidden_act", "max_position_embeddings", "tie_word_embeddings")
 
 
 def step_dir(step: int) -> str:

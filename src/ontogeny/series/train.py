@@ -49,7 +49,7 @@ class SeriesConfig(BaseModel):
     batch_size: int = Field(16, ge=1, description="natural-text rows per step")
     synthetic_rows: int = Field(48, ge=0, description="synthetic repeated-span rows per step")
     synthetic_context: int = Field(32, ge=4, description="tokens per synthetic row")
-    n_steps: int = Field(1200, ge=1)
+    n_steps: int = Field(1600, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     warmup: int = Field(100, ge=1)
     final_lr_frac: float = Field(0.1, ge=0.0, le=1.0)
@@ -124,6 +124,37 @@ def evaluate(model, data: TokenData, cfg: SeriesConfig) -> dict[str, float]:
     return out
 
 
+def train_step(model, opt, data: TokenData, cfg: SeriesConfig, step: int, lr: float,
+               ) -> tuple[float, dict[str, float]]:
+    """One optimiser step on the batch of `step`; returns (loss, {loss_natural, loss_synthetic, tokens}).
+
+    Every predicted token weighs the same, natural or synthetic:
+    loss = (sum of natural token losses + sum of synthetic token losses) / number of predicted tokens.
+    """
+    for g in opt.param_groups:
+        g["lr"] = lr
+    natural_BT, synthetic_BS = data.batch(step, cfg.batch_size, cfg.synthetic_rows, cfg.synthetic_context)
+    nat_B = lm_loss_rows(model, natural_BT)
+    syn_B = lm_loss_rows(model, synthetic_BS) if len(synthetic_BS) else nat_B[:0]
+    n_nat, n_syn = nat_B.numel() * cfg.context, syn_B.numel() * cfg.synthetic_context
+    loss = (nat_B.sum() * cfg.context + syn_B.sum() * cfg.synthetic_context) / (n_nat + n_syn)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss.item(), {"loss_natural": nat_B.mean().item(),
+                         "loss_synthetic": syn_B.mean().item() if n_syn else math.nan,
+                         "tokens": float(n_nat + n_syn)}
+
+
+def make_optimizer(model, cfg: SeriesConfig) -> torch.optim.Optimizer:
+    """AdamW (0.9, 0.95) with weight decay on matrices only (embeddings included), as in Pythia."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+
 def save_checkpoint(model, folder: Path) -> None:
     """`save_pretrained` (safetensors) into `folder`, atomically and without transformers' progress bar."""
     from transformers.utils import logging as hf_logging
@@ -147,7 +178,8 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
     """Train the series into `out_dir` (see module docstring); returns `out_dir`.
 
     `progress(step, metrics)` is called after every step (metrics: loss, lr, tokens/s; plus the eval
-    metrics at checkpoint steps). Refuses to overwrite a different finished series.
+    metrics at checkpoint steps). Refuses a folder that holds a finished series (`series.json`); a
+    killed run's folder is trained again from step 0, each checkpoint replaced atomically.
     """
     out = Path(out_dir)
     done = out / "series.json"
@@ -160,10 +192,7 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
     data = TokenData.build(corpus, tokenizer, cfg.synthetic, cfg.context, cfg.eval_windows, cfg.seed)
     model = build_model(cfg, len(tokenizer))
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt = make_optimizer(model, cfg)
     save_at = set(cfg.steps)
     step_log: list[dict[str, Any]] = []
     ckpt_log: list[dict[str, Any]] = []
@@ -184,23 +213,9 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
         if step == cfg.n_steps:
             break
         lr = lr_at(step, cfg.lr, cfg.warmup, cfg.n_steps, cfg.final_lr_frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        natural_BT, synthetic_BS = data.batch(step, cfg.batch_size, cfg.synthetic_rows,
-                                              cfg.synthetic_context)
-        nat_B = lm_loss_rows(model, natural_BT)
-        syn_B = lm_loss_rows(model, synthetic_BS) if len(synthetic_BS) else nat_B[:0]
-        # every predicted token weighs the same, natural or synthetic
-        n_nat, n_syn = nat_B.numel() * cfg.context, syn_B.numel() * cfg.synthetic_context
-        loss = (nat_B.sum() * cfg.context + syn_B.sum() * cfg.synthetic_context) / (n_nat + n_syn)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        tokens_seen += n_nat + n_syn
-        rec = {"step": step, "loss": loss.item(), "lr": lr,
-               "loss_synthetic": syn_B.mean().item() if n_syn else math.nan,
-               "loss_natural": nat_B.mean().item(),
+        loss, metrics = train_step(model, opt, data, cfg, step, lr)
+        tokens_seen += int(metrics.pop("tokens"))
+        rec = {"step": step, "loss": loss, "lr": lr, **metrics,
                "tokens_per_s": tokens_seen / (time.perf_counter() - t0)}
         step_log.append(rec)
         recent.append(rec["loss"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 
 import torch
 from torch import nn
@@ -53,7 +53,7 @@ def aoyagi_lambda(widths: list[int], rank: int) -> float:
 
 def make_dln(widths: list[int]) -> nn.Sequential:
     """A bias-free linear network with the given widths (input first)."""
-    return nn.Sequential(*[nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:])])
+    return nn.Sequential(*[nn.Linear(a, b, bias=False) for a, b in pairwise(widths)])
 
 
 def product_rank(model: nn.Sequential, tol: float = 1e-6) -> int:

@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
+import matplotlib.pyplot as plt
+import plotly.graph_objects as go
 
-from ontogeny.store.run import atomic_path  # noqa: E402
+from ontogeny.store.run import atomic_path
 
 
 def _save(fig_plotly: go.Figure, fig_mpl, out_dir: Path, name: str) -> list[Path]:

@@ -144,8 +144,9 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
         def gv_all(s_C, fz, batch):
             outs = [gv({k: v[c] for k, v in s_C.items()}, fz, batch) for c in range(C)]
             return ({k: torch.stack([o[0][k] for o in outs]) for k in s_C}, torch.stack([o[1] for o in outs]))
-        obs_all = {k: (lambda f: lambda s_C, fz: torch.stack(
-            [f({kk: v[c] for kk, v in s_C.items()}, fz) for c in range(C)]))(obs_sampled(k)) for k in observables}
+        def per_chain(f):
+            return lambda s_C, fz: torch.stack([f({kk: v[c] for kk, v in s_C.items()}, fz) for c in range(C)])
+        obs_all = {k: per_chain(obs_sampled(k)) for k in observables}
 
     gen = torch.Generator().manual_seed(config.seed)
     w0 = {k: v.unsqueeze(0) for k, v in sampled0.items()}
@@ -238,6 +239,7 @@ def shuffled_batches(data: tuple[torch.Tensor, ...] | torch.Tensor, batch_size: 
     def at(step: int):
         epoch, i = divmod(step, per_epoch)
         if epoch not in perms:
+            perms.clear()  # keep one epoch's permutation: steps are asked for in order
             perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         idx = perms[epoch][i * batch_size:(i + 1) * batch_size]
         out = tuple(t[idx] for t in tensors)

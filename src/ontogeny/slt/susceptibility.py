@@ -190,7 +190,7 @@ def token_sets_from_corpus(tokenizer, config: SusceptibilityConfig, corpus_seed:
     for k in [config.base_kind, *config.probe_kinds]:
         if k not in ev or not ev[k]:
             raise ConfigError(f"corpus kind {k!r} has no eval documents (kinds: {sorted(ev)})")
-    text = lambda docs: [d.text for d in docs]  # noqa: E731
+    text = lambda docs: [d.text for d in docs]
     s = config.seed
     sampling = pack_tokens(tokenizer, text(train[config.base_kind]), config.n_sampling_seqs, config.ctx, s)
     base = pack_tokens(tokenizer, text(ev[config.base_kind]), config.n_base_seqs, config.ctx, s + 1)

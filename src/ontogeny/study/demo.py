@@ -6,8 +6,15 @@ from ontogeny.config import StudyConfig
 
 
 def demo_config() -> StudyConfig:
-    """The default study on the embedded series, sized to finish in minutes on 2 CPU cores."""
-    return StudyConfig(name="demo")
+    """The default study on the embedded series, sized to finish in about 10 minutes on 2 CPU cores."""
+    return StudyConfig.model_validate({
+        "name": "demo",
+        "activations": {"sites": ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], "n_seqs": 128, "ctx": 64},
+        "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "batch_size": 512, "epochs": 4},
+        # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting.
+        "llc": {"every": 4, "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
+        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
+    })
 
 
 def tiny_config() -> StudyConfig:

@@ -98,7 +98,7 @@ class Study:
                               [f"activations/step_{s:06d}" for s in cc_steps]))
         if c.llc.enabled:
             units += [Unit(f"llc/step_{s:06d}", stages.llc_unit, s, self._section("llc"), ["series"])
-                      for s in (c.llc.steps or steps)]
+                      for s in c.llc.pick_steps(list(steps))]
         if c.susceptibility.enabled:
             step = c.susceptibility.step if c.susceptibility.step is not None else steps[-1]
             units.append(Unit("susceptibility", stages.susceptibility_unit, step, self._section("susceptibility"),
@@ -113,7 +113,7 @@ class Study:
     def plan_merge(self, steps: Sequence[int]) -> list[Unit]:
         if not self.cfg.llc.enabled:
             return []
-        llc_steps = list(self.cfg.llc.steps or steps)
+        llc_steps = self.cfg.llc.pick_steps(list(steps))
         return self._finalise([Unit("llc", stages.llc_merge_unit, llc_steps, self._section("llc"),
                                     [f"llc/step_{s:06d}" for s in llc_steps])])
 
