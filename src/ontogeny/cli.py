@@ -33,11 +33,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 for _name in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"ontogeny.commands.{_name}").register(app)
-    except ModuleNotFoundError as e:  # a command group still being written (removed at integration)
-        if e.name != f"ontogeny.commands.{_name}":
-            raise
+    importlib.import_module(f"ontogeny.commands.{_name}").register(app)
 
 if __name__ == "__main__":
     app()

@@ -71,7 +71,9 @@ def test_lifehistory_command_writes_tables_figures_and_summary(run_dir):
     assert joint["value"] == next(r["delta_ce"] for r in abl if r["population"] == "carriers")
     for name in ("river", "turnover", "survival", "ablation"):
         assert (run_dir / "figures" / f"lifehistory_{name}.png").stat().st_size > 1000
-    assert "plotly" in (run_dir / "figures" / "lifehistory.html").read_text()[:200000].lower()
+        fig = json.loads((run_dir / "figures" / f"lifehistory_{name}.json").read_text())
+        assert fig["data"], name  # plotly JSON for the report
+        assert "plotly.min.js" in (run_dir / "figures" / f"lifehistory_{name}.html").read_text()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "up to date" in again.output
 

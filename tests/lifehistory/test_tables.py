@@ -45,5 +45,5 @@ def test_figures_are_written_from_rows(tmp_path, analysed):
     out = figures.write_figures(figs, tmp_path)
     for name in figs:
         assert out[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = out["html"].read_text()
-    assert html.count("plotly-graph-div") >= 4
+        assert "plotly-graph-div" in out[f"{name}_html"].read_text()
+        assert json.loads((tmp_path / f"lifehistory_{name}.json").read_text())["data"]

@@ -40,19 +40,15 @@ def llc(
     corpus_size: str = typer.Option("default", help="Corpus to draw tokens from: default or tiny."),
 ) -> None:
     """Estimate the local learning coefficient λ̂ = nβ(E[L] − L(w*)) at each checkpoint (the LLC curve)."""
-    import torch
-
     from ontogeny.series.load import load_series
     from ontogeny.slt.figures import llc_curve
-    from ontogeny.slt.heads import component_masks, head_names, n_selected
-    from ontogeny.slt.llc import estimate_llc
-    from ontogeny.slt.lm import eager_attention, lm_loss_fn, model_params
-    from ontogeny.slt.sgld import SGLDConfig, shuffled_batches
+    from ontogeny.slt.heads import head_names
+    from ontogeny.slt.pipeline import llc_rows
+    from ontogeny.slt.sgld import SGLDConfig
     from ontogeny.slt.tables import write_table
     from ontogeny.store.activations import pack_tokens
     from ontogeny.store.run import tensor_hash
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     with user_errors():
         series = load_series(series_dir, steps=parse_csv_ints(steps))
         corpus = _corpus(corpus_size, 0)
@@ -65,19 +61,11 @@ def llc(
             task = bar.add_task("SGLD", total=None)
             for step in series.steps:
                 model = series.model(step)
-                comps = [c for x in comp_list for c in (head_names(model) if x == "heads" else [x])]
-                bar.update(task, total=len(series.steps) * len(comps) * cfg.num_steps)
-                params = model_params(model)
-                for comp in comps:
-                    masks = component_masks(model, comp)
-                    bar.update(task, description=f"step {step} {comp}")
-                    with eager_attention(model), warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)  # counted in n_warnings instead
-                        res = estimate_llc(lm_loss_fn(model), params, shuffled_batches(ids, batch_size, seed), cfg,
-                                           masks=masks, on_step=lambda _: bar.advance(task))
-                    rows.append({"step": step, "component": comp, "n_params": n_selected(model, masks),
-                                 "llc_mean": res.llc_mean, "llc_std": res.llc_std, "init_loss": res.init_loss,
-                                 "draws_per_s": res.draws_per_second, "n_warnings": len(res.warnings)})
+                n_comps = sum(len(head_names(model)) if x == "heads" else 1 for x in comp_list)
+                bar.update(task, total=len(series.steps) * n_comps * cfg.num_steps, description=f"step {step}")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # counted in n_warnings instead
+                    rows += llc_rows(model, ids, cfg, comp_list, step, on_step=lambda _: bar.advance(task))
         inputs = {"series": str(series_dir), "token_ids": tensor_hash(ids), "corpus": corpus.hash}
         write_table(rows, out / "tables" / "llc.parquet", cfg, inputs)
         llc_curve(rows, out / "figures")
@@ -109,14 +97,11 @@ def susceptibility(
     corpus_size: str = typer.Option("default", help="Corpus to draw tokens from: default or tiny."),
 ) -> None:
     """Per-head susceptibilities χ for corpus-kind probes, the response matrix, its PCA, and induction scores."""
-
     from ontogeny.series.load import load_series
-    from ontogeny.slt.figures import pc_scatter, response_heatmap
-    from ontogeny.slt.heads import head_names, induction_scores
+    from ontogeny.slt.heads import head_names
+    from ontogeny.slt.pipeline import susceptibility_run
     from ontogeny.slt.sgld import SGLDConfig
-    from ontogeny.slt.susceptibility import SusceptibilityConfig, susceptibility_sweep, token_sets_from_corpus
-    from ontogeny.slt.tables import head_pca_rows, head_separation, susceptibility_rows, write_table
-    from ontogeny.store.run import tensor_hash
+    from ontogeny.slt.susceptibility import SusceptibilityConfig
 
     with user_errors():
         series = load_series(series_dir)
@@ -127,37 +112,26 @@ def susceptibility(
         cfg = SusceptibilityConfig(sgld=sgld, centring=centring, components=parse_csv(components), ctx=ctx,
                                    n_base_seqs=n_probe_seqs, n_probe_seqs=n_probe_seqs, base_kind=base,
                                    probe_kinds=parse_csv(probes) or [], seed=seed)
-        corpus = _corpus(corpus_size, 0)
-        sampling, base_ids, probe_ids = token_sets_from_corpus(series.tokenizer, cfg, corpus=corpus)
         comps = cfg.components or head_names(model)
         with progress() as bar, warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # shown below from res.warnings
+            warnings.simplefilter("ignore", RuntimeWarning)  # shown below from the result's warnings
             task = bar.add_task("SGLD full", total=(len(comps) + 1) * sgld.num_steps)
-            res = susceptibility_sweep(model, sampling, base_ids, probe_ids, cfg,
-                                       on_component=lambda c: bar.update(task, description=f"SGLD after {c}"),
-                                       on_step=lambda _: bar.advance(task))
-        induction = induction_scores(model, half_len=min(24, model.config.max_position_embeddings // 2))
-        tables = susceptibility_rows(res, step)
-        heads, pcs = head_pca_rows(res, induction, step)
-        sep = head_separation(heads, induction_threshold)
-        tables.update({"susceptibility_heads": heads, "susceptibility_pcs": pcs, "susceptibility_separation": sep})
-        inputs = {"series": str(series_dir), "step": str(step), "corpus": corpus.hash,
-                  **{f"ids_{k}": tensor_hash(v) for k, v in {"sampling": sampling, "base": base_ids, **probe_ids}.items()}}
-        for name, rows in tables.items():
-            write_table(rows, out / "tables" / f"{name}.parquet", cfg, inputs)
-        response_heatmap(res.response_PK, res.probes, res.components, out / "figures")
-        pc_scatter(heads, out / "figures")
+            res = susceptibility_run(model, series.tokenizer, cfg, out, step, induction_threshold,
+                                     corpus=_corpus(corpus_size, 0),
+                                     on_component=lambda c: bar.update(task, description=f"SGLD after {c}"),
+                                     on_step=lambda _: bar.advance(task))
+        r = res["response"]
         show_table(f"response matrix χ at step {step} (probe × head, centring={centring})",
-                   [{"probe": p, **{c: float(res.response_PK[i, j]) for j, c in enumerate(res.components)}}
-                    for i, p in enumerate(res.probes)])
+                   [{"probe": p, **{c: float(r["matrix"][i][j]) for j, c in enumerate(r["components"])}}
+                    for i, p in enumerate(r["probes"])])
         show_table("heads", [{k: h[k] for k in ("component", "induction_score", "llc_mean", "pc1", "pc2")
-                              if k in h} for h in heads])
-        show_table("PCA of the token-level response matrix", pcs[:5])
-        show_table("induction-head separation (PROPOSAL)", sep)
-        for w in res.warnings[:5]:
+                              if k in h} for h in res["heads"]])
+        show_table("PCA of the token-level response matrix", res["pcs"])
+        show_table("induction-head separation (PROPOSAL)", res["separation"])
+        for w in res["warnings"][:5]:
             console.print(f"[yellow]warning:[/yellow] {w}")
-        if len(res.warnings) > 5:
-            console.print(f"[yellow]… {len(res.warnings) - 5} more SGLD warnings[/yellow]")
+        if len(res["warnings"]) > 5:
+            console.print(f"[yellow]… {len(res['warnings']) - 5} more SGLD warnings[/yellow]")
         console.print(f"wrote {out / 'tables'} and {out / 'figures'}")
 
 

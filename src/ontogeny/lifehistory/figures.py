@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import plotly.graph_objects as go
 
-from ontogeny.store.run import atomic_path
+from ontogeny.report.figures import save_figure
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -111,22 +111,11 @@ def ablation(rows: Rows, metric: str = "delta_ce") -> tuple[go.Figure, Any]:
     return pfig, mfig
 
 
-def write_figures(figs: Mapping[str, tuple[go.Figure, Any]], out_dir: Path, title: str = "Life history"
-                  ) -> dict[str, Path]:
-    """One PNG per figure and one self-contained HTML page with all of them (plotly.js embedded once)."""
-    out_dir = Path(out_dir)
+def write_figures(figs: Mapping[str, tuple[go.Figure, Any]], out_dir: Path) -> dict[str, Path]:
+    """Each figure as `lifehistory_<name>.{json,html,png}` (see `ontogeny.report.figures`)."""
     out: dict[str, Path] = {}
-    parts = []
-    for i, (name, (pfig, mfig)) in enumerate(figs.items()):
-        png = out_dir / f"lifehistory_{name}.png"
-        with atomic_path(png) as tmp:
-            mfig.savefig(tmp, format="png", dpi=110)
-        plt.close(mfig)
-        out[name] = png
-        parts.append(pfig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    html = out_dir / "lifehistory.html"
-    with atomic_path(html) as tmp:
-        tmp.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-                       f"<h1>{title}</h1>{''.join(parts)}</body></html>")
-    out["html"] = html
+    for name, (pfig, mfig) in figs.items():
+        paths = save_figure(out_dir, f"lifehistory_{name}", pfig, mfig)
+        out[name] = paths["png"]
+        out[f"{name}_html"] = paths["html"]
     return out

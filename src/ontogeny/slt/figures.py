@@ -14,18 +14,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
 
-from ontogeny.store.run import atomic_path
+from ontogeny.report.figures import save_figure
 
 
 def _save(fig_plotly: go.Figure, fig_mpl, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    html, png = out_dir / f"{name}.html", out_dir / f"{name}.png"
-    with atomic_path(html) as tmp:
-        fig_plotly.write_html(str(tmp), include_plotlyjs=True, full_html=True)
-    with atomic_path(png) as tmp:
-        fig_mpl.savefig(str(tmp), format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig_mpl)
-    return [html, png]
+    return list(save_figure(out_dir, name, fig_plotly, fig_mpl, dpi=120).values())
 
 
 def llc_curve(rows: list[dict], out_dir: Path) -> list[Path]:

@@ -11,6 +11,10 @@ def demo_config() -> StudyConfig:
         "name": "demo",
         "activations": {"sites": ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], "n_seqs": 128, "ctx": 64},
         "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "batch_size": 512, "epochs": 4},
+        # The default hierarchy threshold leaves this small model's carriers without children (min_reach=1
+        # finds none); the demo counts every onset-to-end stable lineage as a carrier candidate.
+        "lifehistory": {"config": {"scaffold": {"min_reach": 0}, "match": {"n_null": 5},
+                                   "ablation": {"n_single": 20}}},
         # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting.
         "llc": {"every": 4, "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
         "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
