@@ -13,7 +13,7 @@ from ontogeny.emergence.capabilities import (
     repeated_tokens,
     repetition_metrics,
 )
-from ontogeny.emergence.tables import read_table
+from ontogeny.store.tables import read_table
 from ontogeny.series.load import load_series
 
 torch.set_num_threads(1)

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from ontogeny.commands.emergence import register
 from ontogeny.emergence import sweep as sweep_mod
 from ontogeny.emergence.sweep import Grid, SweepConfig, run_sweep
-from ontogeny.emergence.tables import read_provenance, read_table
+from ontogeny.store.tables import read_provenance, read_table
 from ontogeny.emergence.train import TrainConfig
 from ontogeny.errors import ConfigError
 

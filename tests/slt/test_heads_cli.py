@@ -93,6 +93,6 @@ def test_cli_llc_and_susceptibility(tiny_series_dir, tmp_path):
     for f in ("response_matrix", "pc_scatter_heads"):
         assert (run / "figures" / f"{f}.png").stat().st_size > 0
     meta = pq.read_schema(run / "tables" / "susceptibility_heads.parquet").metadata
-    assert b"ontogeny" in meta
+    assert b"ontogeny.provenance" in meta
     res = runner.invoke(app, ["llc", str(tmp_path / "missing"), "--out", str(run)])
     assert res.exit_code == 2 and "does not" in res.output and "missing" in res.output

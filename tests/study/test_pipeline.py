@@ -38,6 +38,9 @@ def test_study_writes_every_artifact(tiny_study):
     page = (run_dir / "report" / "index.html").read_text()
     assert "Headline numbers" in page and "Plotly.newPlot" in page
     assert "<script src=" not in page  # self-contained: plotly.js is inlined, nothing is fetched
+    series = Manifest(run_dir).entry("series")["result"]
+    assert series["induction_jump_step"] in STEPS[1:]  # a change point of the logged induction curve
+    assert json.loads((run_dir / "figures" / "series_training.json").read_text())["data"]
     study = json.loads((run_dir / "study.json").read_text())
     assert study["status"] == "complete" and study["versions"]["torch"]
     cols, rows = query(run_dir, "SELECT step, llc_mean FROM llc ORDER BY step")

@@ -63,8 +63,9 @@ def lifehistory(
     seed: Annotated[int, typer.Option(help="seed of nulls, controls and cross-validation")] = 0,
     force: Annotated[bool, typer.Option(help="recompute even if the summary matches config and inputs")] = False,
 ) -> None:
-    """Feature life histories: match dictionaries of adjacent checkpoints, chain lineages, measure turnover,
-    find the carrier scaffold, ablate it jointly against count-matched controls and predict carriers from
+    """Feature life histories: matching, lineages, turnover, carrier scaffold, joint ablation, prediction.
+
+    Match dictionaries of adjacent checkpoints, chain lineages, measure turnover, find the carrier scaffold, ablate it jointly against count-matched controls and predict carriers from
     onset firing. Writes <run>/tables/*.parquet and <run>/figures/lifehistory*. Definitions marked
     PROPOSAL in docs/lifehistory.md reconstruct a paper whose full text is not public."""
     from ontogeny.lifehistory.study import run_lifehistory

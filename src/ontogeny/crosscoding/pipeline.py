@@ -21,7 +21,8 @@ from ontogeny.causal.attribution import indirect_effects
 from ontogeny.causal.tasks import MinimalPair, PairBatch, load_pairs, make_task, tokenize_pairs
 from ontogeny.crosscoding.config import CrosscodeConfig
 from ontogeny.crosscoding.latent_scaling import diagnose, fit_scales
-from ontogeny.crosscoding.tables import ratio_columns, to_rows, write_table
+from ontogeny.crosscoding.tables import ratio_columns, to_rows
+from ontogeny.store.tables import write_table
 from ontogeny.crosscoding.validate import ablation_effects, relative_ablation, spearman_table
 from ontogeny.dictionaries.crosscoder import CrossCoder, CrossCoderConfig, encode_in_chunks, fit_crosscoder
 from ontogeny.dictionaries.train import TrainConfig

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ontogeny.crosscoding.reldec import checkpoint_pairs, class_names, pairwise, relative, taxonomy
-from ontogeny.store.run import atomic_path
-
-
-def write_table(path: Path, rows: Sequence[Mapping[str, Any]], stamp: Mapping[str, Any]) -> Path:
-    """Rows to Parquet atomically; the provenance JSON goes in the schema metadata."""
-    table = pa.Table.from_pylist([{k: _plain(v) for k, v in r.items()} for r in rows])
-    meta = dict(table.schema.metadata or {})
-    meta[b"ontogeny.provenance"] = json.dumps(stamp, sort_keys=True, default=str).encode()
-    with atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-    return path
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def pair_name(names: Sequence[str], pair: tuple[int, int]) -> str:
@@ -57,4 +36,5 @@ def ratio_columns(prefix: str, values_FK: np.ndarray, names: Sequence[str], low:
 
 def to_rows(index: Mapping[str, Any], cols: Mapping[str, np.ndarray], n: int) -> list[dict[str, Any]]:
     """Zip equal-length columns (and constant index values) into row dicts."""
-    return [{**index, **{k: _plain(v[i]) for k, v in cols.items()}} for i in range(n)]
+    return [{**index, **{k: v[i].item() if isinstance(v[i], np.generic) else v[i] for k, v in cols.items()}}
+            for i in range(n)]

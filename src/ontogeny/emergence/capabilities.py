@@ -43,6 +43,8 @@ class CapabilityConfig(BaseModel):
     n_prompts: int = Field(32, ge=1)
     rep_len: int = Field(16, ge=2, description="L: length of the repeated random segment")
     vocab_limit: int | None = Field(None, description="draw random tokens from ids < this (default: all)")
+    token_pool: list[int] | None = Field(None, description="draw random tokens from these ids instead "
+                                                           "(e.g. the sub-vocabulary a small model learnt to copy)")
     n_digits: int = Field(8, ge=2, description="digits of the paper's repetition prompt")
     bracket_pairs: int = Field(6, ge=1, description="bracket pairs per random balanced string")
     pairs: list[PromptPair] = []
@@ -173,7 +175,7 @@ def prompt_pairs(model, tokenizer, pairs: Sequence[PromptPair]) -> dict[str, flo
 def checkpoint_metrics(model, tokenizer, cfg: CapabilityConfig) -> dict[str, Any]:
     """Every configured metric for one model; the same prompts for every checkpoint (seeded)."""
     vocab_size = int(model.config.vocab_size)
-    pool = _token_pool(tokenizer, cfg.vocab_limit, vocab_size)
+    pool = torch.tensor(cfg.token_pool) if cfg.token_pool else _token_pool(tokenizer, cfg.vocab_limit, vocab_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     out = repetition_metrics(model, repeated_tokens(pool, cfg.n_prompts, cfg.rep_len, gen))
     for name, fn in (

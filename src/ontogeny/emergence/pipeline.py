@@ -13,7 +13,7 @@ from ontogeny.emergence.capabilities import CapabilityConfig, capability_curves
 from ontogeny.emergence.events import capability_events
 from ontogeny.emergence.figures import PALETTE, write_figures
 from ontogeny.emergence.plots import Figure, Trace, save
-from ontogeny.emergence.tables import read_table, write_table
+from ontogeny.store.tables import read_table, write_table
 from ontogeny.store.run import file_hash, provenance, write_json
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ontogeny.compute import Backend, map_units
 from ontogeny.emergence.detect import abruptness, biggest_jump, first_crossing, thresholds_between
 from ontogeny.emergence.models import ModelConfig
-from ontogeny.emergence.tables import write_table
+from ontogeny.store.tables import write_table
 from ontogeny.emergence.tasks import CAConfig, InductionConfig, LinearMapConfig, make_task
 from ontogeny.emergence.train import RunSpec, TrainConfig, train_run
 from ontogeny.errors import ConfigError, StoreError

@@ -7,34 +7,19 @@ schema metadata holds the provenance JSON (config, versions, input hashes).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ontogeny.lifehistory.analysis import LifeHistory
 from ontogeny.lifehistory.config import MatchConfig
 from ontogeny.lifehistory.match import direction_class
 from ontogeny.lifehistory.predict import FEATURES
 from ontogeny.lifehistory.scaffold import site_layer
-from ontogeny.store.run import atomic_path
-
-
-def write_table(path: Path, rows: Sequence[Mapping[str, Any]], stamp: Mapping[str, Any],
-                schema: pa.Schema | None = None) -> Path:
-    """Write rows as a Parquet file atomically, provenance in the schema metadata."""
-    table = pa.Table.from_pylist(list(rows), schema=schema)
-    meta = dict(table.schema.metadata or {})
-    meta[b"ontogeny.provenance"] = json.dumps(stamp, sort_keys=True, default=str).encode()
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
+from ontogeny.store.tables import write_table
 
 
 def _f(x: float | None) -> float | None:

@@ -95,9 +95,10 @@ def n_selected(model: nn.Module, masks: Masks | None) -> int:
 
 @torch.no_grad()
 def induction_scores(model: nn.Module, n_seqs: int = 32, half_len: int = 24, seed: int = 0,
-                     vocab_low: int = 1) -> torch.Tensor:
+                     vocab_low: int = 1, pool: torch.Tensor | None = None) -> torch.Tensor:
     """Induction score per head [layers, heads]: on [r, r] with r random tokens, the mean attention from
     each query in the second copy to the token right after that query's earlier occurrence (Olsson et al. 2022).
+    `pool` restricts r to those token ids (e.g. the sub-vocabulary a small model learnt to copy).
     """
     from ontogeny.series.sites import capture
 
@@ -106,7 +107,10 @@ def induction_scores(model: nn.Module, n_seqs: int = 32, half_len: int = 24, see
     if 2 * half_len > max_pos:
         raise ConfigError(f"half_len {half_len}: sequences of {2 * half_len} tokens exceed the context {max_pos}")
     gen = torch.Generator().manual_seed(seed)
-    r_BP = torch.randint(vocab_low, vocab, (n_seqs, half_len), generator=gen)
+    if pool is None:
+        r_BP = torch.randint(vocab_low, vocab, (n_seqs, half_len), generator=gen)
+    else:
+        r_BP = pool[torch.randint(0, len(pool), (n_seqs, half_len), generator=gen)]
     ids_BT = torch.cat([r_BP, r_BP], dim=1)
     sites = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
     pats = capture(model, ids_BT, sites, stop_early=False)

@@ -38,12 +38,13 @@ def llc_rows(model, ids_NT: torch.Tensor, cfg: SGLDConfig, components: Sequence[
 
 
 def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_threshold: float = 0.3,
-                       corpus=None, on_component: Callable[[str], None] | None = None,
+                       corpus=None, induction_pool: torch.Tensor | None = None, on_component: Callable[[str], None] | None = None,
                        on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Per-head χ for each probe, the response matrix, its PCA and the induction-head separation.
 
     Writes tables/susceptibility_*.parquet and figures/response_matrix.*, figures/pc_scatter_heads.*
-    under `out`; returns the tables' rows, the SGLD warnings and the result object.
+    under `out`; induction scores use random tokens from `induction_pool` (default: the whole vocabulary).
+    Returns the tables' rows, the SGLD warnings and the result object.
     """
     from ontogeny.series.corpus import build_corpus
     from ontogeny.slt.figures import pc_scatter, response_heatmap
@@ -56,7 +57,8 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_th
     sampling, base_ids, probe_ids = token_sets_from_corpus(tokenizer, cfg, corpus=corpus)
     res = susceptibility_sweep(model, sampling, base_ids, probe_ids, cfg, on_component=on_component,
                                on_step=on_step)
-    induction = induction_scores(model, half_len=min(24, model.config.max_position_embeddings // 2))
+    induction = induction_scores(model, half_len=min(24, model.config.max_position_embeddings // 2),
+                                 pool=induction_pool)
     tables = susceptibility_rows(res, step)
     heads, pcs = head_pca_rows(res, induction, step)
     sep = head_separation(heads, induction_threshold)

@@ -7,31 +7,20 @@ matrix's leading components separate induction heads from the others.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from scipy.stats import spearmanr
 
 from ontogeny.slt.susceptibility import SusceptibilityResult, response_pca
-from ontogeny.store.run import atomic_path, provenance
+from ontogeny.store import tables as store_tables
+from ontogeny.store.run import provenance
 
 
 def write_table(rows: list[dict[str, Any]], path: Path, config: Any = None, inputs: dict[str, str] | None = None) -> Path:
     """Write rows to Parquet atomically, stamped with `provenance(config, inputs)`."""
-    table = pa.Table.from_pylist(rows)
-    meta = {b"ontogeny": json.dumps(provenance(config, inputs), default=str).encode()}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, str(tmp))
-    return path
-
-
-def read_table(path: Path) -> list[dict[str, Any]]:
-    return pq.read_table(str(path)).to_pylist()
+    return store_tables.write_table(path, rows, provenance(config, inputs))
 
 
 def parse_head(component: str) -> tuple[int | None, int | None]:

@@ -38,7 +38,45 @@ def series_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
             else:
                 write_pointer(tmp, cfg.source, cfg.revisions)
     series = load_series(out, steps=cfg.steps)
-    return {"steps": series.steps, "n_layers": series.n_layers, "d_model": series.d_model}
+    summary = {"steps": series.steps, "n_layers": series.n_layers, "d_model": series.d_model}
+    if cfg.source == "embedded":
+        summary.update(training_figure(out, Path(run_dir) / "figures"))
+    return summary
+
+
+def training_figure(series_dir: Path, fig_dir: Path) -> dict[str, Any]:
+    """Loss and induction curves of the embedded series' training log, and the induction jump's step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from ontogeny.emergence.detect import biggest_jump
+    from ontogeny.report.figures import save_figure
+    from ontogeny.series.train import read_losses
+
+    rows = read_losses(series_dir)
+    steps = [r["step"] for r in rows]
+    x = [max(s, 1) for s in steps]  # log axis: step 0 drawn at 1
+    curves = {"train loss": "train_loss", "eval loss": "eval_loss", "induction score (nats)": "induction"}
+    pfig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "induction: loss(1st copy) - loss(2nd copy)"))
+    mfig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, col in curves.items():
+        panel = 2 if col == "induction" else 1
+        pfig.add_trace(go.Scatter(x=x, y=[r[col] for r in rows], name=name, mode="lines+markers"), row=1, col=panel)
+        axes[panel - 1].plot(x, [r[col] for r in rows], marker="o", ms=3, label=name)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    pfig.update_xaxes(type="log", title_text="step")
+    pfig.update_layout(title="Training of the embedded series")
+    save_figure(fig_dir, "series_training", pfig, mfig)
+    jump = biggest_jump([r["induction"] for r in rows])
+    return {"induction_jump_step": steps[jump] if jump is not None else None,
+            "induction_final": rows[-1]["induction"]}
 
 
 def study_token_ids(run_dir: str | Path, cfg: StudyConfig):
@@ -63,6 +101,19 @@ def _corpus(seed: int, config_json: str):
     from ontogeny.series.corpus import CorpusConfig, build_corpus
 
     return build_corpus(seed=seed, config=CorpusConfig.model_validate_json(config_json))
+
+
+def copy_pool(cfg: StudyConfig, tokenizer):
+    """For the embedded series, the synthetic alphabet's token ids (what its model learnt to copy); else None.
+
+    Induction metrics on random tokens drawn from the whole vocabulary barely move for this small model,
+    which copies the repeated spans' sub-vocabulary; drawing from it shows the capability the series has.
+    """
+    if cfg.series.source != "embedded":
+        return None
+    from ontogeny.series.tokenizer import alphabet_token_ids
+
+    return alphabet_token_ids(tokenizer, study_corpus(cfg).alphabet)
 
 
 def activations_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, Any]:
@@ -183,7 +234,7 @@ def susceptibility_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, An
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         out = susceptibility_run(series.model(step), series.tokenizer, scfg, Path(run_dir), step,
-                                 corpus=study_corpus(cfg))
+                                 corpus=study_corpus(cfg), induction_pool=copy_pool(cfg, series.tokenizer))
     return out
 
 
@@ -194,7 +245,11 @@ def capabilities_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[st
 
     cfg = _cfg(cfg_json)
     series = load_series(Path(run_dir) / "series", steps=steps, device=cfg.compute.device)
-    res = capabilities_run(series, Path(run_dir), cfg.capabilities.config)
+    cap = cfg.capabilities.config
+    pool = copy_pool(cfg, series.tokenizer)
+    if pool is not None and cap.token_pool is None:
+        cap = cap.model_copy(update={"token_pool": pool.tolist()})
+    res = capabilities_run(series, Path(run_dir), cap)
     return {"events": res["events"]}
 
 
