@@ -161,9 +161,8 @@ class Study:
                 "report": str(self.run_dir / "report" / "index.html")}
 
     def _write_record(self, status: str) -> None:
-        write_json(self.run_dir / "study.json", {"status": status, "units": self.manifest.all() and
-                                                 {e["unit"]: e["key"] for e in self.manifest.all()},
-                                                 **provenance(self.cfg_json)})
+        units = {e["unit"]: e["key"] for e in self.manifest.all()}
+        write_json(self.run_dir / "study.json", {"status": status, "units": units, **provenance(self.cfg_json)})
 
 
 def run_study(cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
