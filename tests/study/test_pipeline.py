@@ -117,3 +117,15 @@ def test_ray_backend_gives_identical_results(tiny_study, tmp_path):
         assert file_hash(run_dir / rel) == file_hash(ref / rel), rel
     assert _close_llc(run_dir, ref)
     assert (run_dir / "report" / "index.html").exists()
+
+
+def test_query_command(tiny_study):
+    from typer.testing import CliRunner
+
+    from ontogeny.cli import app
+
+    run_dir = tiny_study[0]
+    res = CliRunner().invoke(app, ["query", "SELECT count(*) AS n_rows FROM llc", "--run-dir", str(run_dir)])
+    assert res.exit_code == 0 and "n_rows" in res.output and "│ 2 " in res.output
+    bad = CliRunner().invoke(app, ["query", "SELECT * FROM no_such_table", "--run-dir", str(run_dir)])
+    assert bad.exit_code == 2 and "llc" in " ".join(bad.output.split())  # the error lists the tables

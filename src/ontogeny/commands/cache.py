@@ -23,13 +23,16 @@ def cache(
 ) -> None:
     """Capture activations at SITES for each checkpoint on one fixed set of held-out token ids."""
     from ontogeny.series.load import load_series
+    from ontogeny.series.sites import parse_site
     from ontogeny.store.activations import cache_activations
     from ontogeny.store.tokens import eval_token_ids
 
     with user_errors():
         series = load_series(series_dir, steps=parse_csv_ints(steps), device=device)
-        token_ids = eval_token_ids(series.tokenizer, n_seqs, ctx, seed)
         site_list = parse_csv(sites) or []
+        for s in site_list:  # fail before the corpus is built
+            parse_site(s, series.n_layers)
+        token_ids = eval_token_ids(series.tokenizer, n_seqs, ctx, seed)
         with progress() as bar:
             task = bar.add_task("capturing", total=len(series.steps))
             store = cache_activations(series, token_ids, site_list, out, batch_size=batch_size, dtype=dtype,
