@@ -131,16 +131,14 @@ def heads_vs_dim(runs, col: str = "t_50") -> Figure:
     )
     for i, H in enumerate(sorted({c["n_heads"] for c in sel})):
         pts = sorted((c["d_head"], c["t_median"], c["solve_rate"]) for c in sel if c["n_heads"] == H)
-        fig.traces.append(
-            Trace(
-                f"H={H} (solve rates {', '.join(f'{p[2]:.0%}' for p in pts)})",
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                mode="lines+markers",
-                color=PALETTE[i],
-            )
-        )
+        fig.traces.append(_median_trace(f"H={H} (solve rates", pts, PALETTE[i]))
     return fig
+
+
+def _median_trace(label: str, pts: list[tuple], color: str) -> Trace:
+    """A line of (x, median emergence step, solve rate) points; the solve rates go in the label."""
+    return Trace(f"{label} {', '.join(f'{p[2]:.0%}' for p in pts)})", [p[0] for p in pts], [p[1] for p in pts],
+                 mode="lines+markers", color=color)
 
 
 def arch_vs_s(runs, col: str = "t_50") -> Figure:
@@ -158,15 +156,7 @@ def arch_vs_s(runs, col: str = "t_50") -> Figure:
             and (arch == "mixer" or (c["n_heads"], c["d_head"]) == _ref_pair(cfgs))
         )
         if pts:
-            fig.traces.append(
-                Trace(
-                    f"{arch} (solve {', '.join(f'{p[2]:.0%}' for p in pts)})",
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    mode="lines+markers",
-                    color=PALETTE[i],
-                )
-            )
+            fig.traces.append(_median_trace(f"{arch} (solve", pts, PALETTE[i]))
     return fig
 
 

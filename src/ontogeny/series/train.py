@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from ontogeny.errors import ConfigError, SeriesError
+from ontogeny.errors import ConfigError, SeriesError, StoreError
 from ontogeny.series.corpus import CorpusConfig, build_corpus
 from ontogeny.series.data import TokenData
 from ontogeny.series.schedule import checkpoint_steps, lr_at
@@ -245,10 +245,9 @@ def read_record(out_dir: str | Path) -> dict[str, Any]:
 
 def read_losses(out_dir: str | Path) -> list[dict[str, Any]]:
     """The per-checkpoint log (`losses.parquet`) as a list of rows."""
-    path = Path(out_dir) / "losses.parquet"
-    if not path.is_file():
-        raise SeriesError(f"{path} not found")
+    from ontogeny.store.tables import read_table
+
     try:
-        return pq.read_table(path).to_pylist()
-    except Exception as e:  # pyarrow raises several types on a corrupt file
-        raise SeriesError(f"corrupt loss log {path}: {e}") from e
+        return read_table(Path(out_dir) / "losses.parquet")
+    except StoreError as e:  # a series' own record: report it as a series problem
+        raise SeriesError(str(e)) from e
