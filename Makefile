@@ -35,3 +35,18 @@ bench: install
 
 clean:
 	rm -rf runs report .pytest_cache
+
+# A separate virtual environment holding peer libraries (sae-lens from PyPI) for side-by-side
+# benchmarks. The CPU torch of TORCH_SPEC goes in first so that sae-lens does not pull a CUDA torch.
+PEERS_VENV ?= .venv-peers
+SAE_LENS_SPEC ?= sae-lens==6.54.12
+.PHONY: bench-peers
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(PEERS_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(SAE_LENS_SPEC)"
+	touch $@
+
+bench-peers: install $(PEERS_VENV)/.installed
+	$(PY) benchmarks/sae_train.py --peer-python $(PEERS_VENV)/bin/python

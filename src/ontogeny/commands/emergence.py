@@ -169,8 +169,8 @@ def capabilities(
 ) -> None:
     """Task metrics per checkpoint (induction, digit repetition, brackets, prompt pairs), per-head
     prefix matching, and each metric's change points (one jump and several) with an abruptness score."""
-    from ontogeny.emergence.capabilities import CapabilityConfig, PromptPair
-    from ontogeny.emergence.pipeline import capabilities_run
+    from ontogeny.capabilities.config import CapabilityConfig, PromptPair
+    from ontogeny.capabilities.pipeline import capabilities_run
     from ontogeny.errors import ConfigError
     from ontogeny.series.load import load_series
 

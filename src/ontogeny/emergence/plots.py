@@ -1,5 +1,5 @@
-"""A figure as data (panels of named traces), rendered twice: interactive plotly HTML and a static
-matplotlib PNG (plotly's PNG export needs kaleido and a browser, which ontogeny does not require)."""
+"""A small figure spec for the lab's many line plots (named traces, log axes, reference lines), turned
+into plotly figure data and written with `ontogeny.store.figures.write_figure`; the report renders it."""
 
 from __future__ import annotations
 
@@ -69,59 +69,8 @@ def to_plotly(fig: Figure):
     return out
 
 
-def to_matplotlib(fig: Figure):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    f, ax = plt.subplots(figsize=(8, 5) if fig.xticklabels else (7, 4.5), dpi=110)
-    for t in fig.traces:
-        label = t.name if t.showlegend else None
-        ls = "--" if t.dash else "-"
-        marker = {"x": "x", "line-ew-open": "_", "diamond": "D"}.get(t.symbol, "o")
-        if t.mode == "markers":
-            ax.scatter(
-                list(t.x),
-                list(t.y),
-                label=label,
-                color=t.color,
-                marker=marker,
-                s=300 if marker == "_" else 24,
-                linewidths=2 if marker == "_" else None,
-            )
-        else:
-            ax.plot(
-                list(t.x),
-                list(t.y),
-                ls,
-                label=label,
-                color=t.color,
-                marker=marker if "markers" in t.mode else None,
-                ms=4,
-                lw=1.2,
-            )
-    for y, label in fig.hlines:
-        ax.axhline(y, ls=":", color="grey", lw=1)
-        ax.annotate(label, (1.0, y), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=8)
-    if fig.xticklabels:
-        ax.set_xticks(range(len(fig.xticklabels)))
-        ax.set_xticklabels(fig.xticklabels, rotation=60, ha="right", fontsize=7)
-    ax.set_title(fig.title, fontsize=10)
-    ax.set_xlabel(fig.xlabel)
-    ax.set_ylabel(fig.ylabel)
-    if fig.logx:
-        ax.set_xscale("log")
-    if fig.logy:
-        ax.set_yscale("log")
-    if any(t.showlegend for t in fig.traces):
-        ax.legend(fontsize=7, loc="best")
-    f.tight_layout()
-    return f
-
-
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
-    """Write the figure as plotly JSON + HTML and a matplotlib PNG (see `ontogeny.report.figures`)."""
-    from ontogeny.report.figures import save_figure
+    """Write the figure's plotly JSON under `folder` (one path, in a list for the callers' convenience)."""
+    from ontogeny.store.figures import write_figure
 
-    return list(save_figure(folder, name, to_plotly(fig), to_matplotlib(fig)).values())
+    return [write_figure(folder, name, to_plotly(fig))]

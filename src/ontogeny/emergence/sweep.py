@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ontogeny.compute import Backend, map_units
-from ontogeny.emergence.detect import abruptness, biggest_jump, first_crossing, thresholds_between
+from ontogeny.capabilities.detect import abruptness, biggest_jump, first_crossing, thresholds_between
 from ontogeny.emergence.models import ModelConfig
 from ontogeny.store.tables import write_table
 from ontogeny.emergence.tasks import CAConfig, InductionConfig, LinearMapConfig, make_task

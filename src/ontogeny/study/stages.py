@@ -53,7 +53,7 @@ def training_figure(series_dir: Path, fig_dir: Path) -> dict[str, Any]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from ontogeny.emergence.detect import biggest_jump
+    from ontogeny.capabilities.detect import biggest_jump
     from ontogeny.report.figures import save_figure
     from ontogeny.series.train import read_losses
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ontogeny.emergence.detect import (
+from ontogeny.capabilities.detect import (
     abruptness,
     biggest_jump,
     change_points,
@@ -11,7 +11,7 @@ from ontogeny.emergence.detect import (
     power_law_fit,
     thresholds_between,
 )
-from ontogeny.emergence.events import capability_events, threshold_step
+from ontogeny.capabilities.events import capability_events, threshold_step
 from ontogeny.errors import ConfigError
 
 

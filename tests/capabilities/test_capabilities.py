@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ontogeny.emergence.capabilities import (
-    CapabilityConfig,
-    PromptPair,
+from ontogeny.capabilities.config import CapabilityConfig, PromptPair
+from ontogeny.capabilities.curves import checkpoint_metrics
+from ontogeny.capabilities.probes import (
+    PROBES,
     bracket_matching,
-    checkpoint_metrics,
     prompt_pairs,
+    register_probe,
     repeated_tokens,
     repetition_metrics,
 )
@@ -130,7 +131,8 @@ def test_planted_induction_emergence_is_found(planted_series, tmp_path):
     assert json.loads(ev["induction_score"]["all_jumps"]) == [STEPS[K0]]
     heads = read_table(out / "tables" / "capability_heads.parquet")
     assert len(heads) == len(STEPS) * 2 * 4
-    assert (out / "figures" / "capability_induction_score.png").exists()
+    fig = json.loads((out / "figures" / "capability_induction_score.json").read_text())
+    assert fig["layout"]["xaxis"]["type"] == "log"  # checkpoints are log-spaced
 
 
 def test_checkpoint_metrics_are_deterministic(tiny_series_dir):
@@ -139,3 +141,21 @@ def test_checkpoint_metrics_are_deterministic(tiny_series_dir):
     a = checkpoint_metrics(series.model(1), series.tokenizer, cfg)
     b = checkpoint_metrics(series.model(1), series.tokenizer, cfg)
     assert a == b
+
+
+def test_a_new_probe_is_one_function_and_unavailable_probes_are_named(tiny_series_dir):
+    series = load_series(tiny_series_dir)
+
+    @register_probe("test_vocab_size", headline=("vocab",))
+    def _vocab(ctx):
+        return {"vocab": float(ctx.model.config.vocab_size)}
+
+    try:
+        cfg = CapabilityConfig(n_prompts=2, rep_len=4, probes=["test_vocab_size", "pairs"])
+        m, skipped = checkpoint_metrics(series.model(1), series.tokenizer, cfg)
+        assert m == {"vocab": float(series.model(1).config.vocab_size)}
+        assert "pairs" in skipped and "no prompt pairs" in skipped["pairs"]
+    finally:
+        PROBES.pop("test_vocab_size")
+    with pytest.raises(ValueError, match="unknown probe.*test_vocab_size"):
+        CapabilityConfig(probes=["test_vocab_size"])

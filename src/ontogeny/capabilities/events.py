@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ontogeny.emergence.detect import abruptness, biggest_jump, change_points
+from ontogeny.capabilities.detect import abruptness, biggest_jump, change_points
 
 
 def threshold_step(
