@@ -13,7 +13,7 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from _common import emit, interleaved_best
-from ontogeny.store.activations import capture_all
+from ontogeny.series.capture import capture_all
 
 CONFIGS = {
     "embedded (2L d128)": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512),

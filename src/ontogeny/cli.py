@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module in ontogeny.commands adds its commands to the app with register(app).
-COMMAND_MODULES = ("series", "cache", "dictionaries", "lifehistory", "crosscode", "slt", "emergence", "study")
+COMMAND_MODULES = ("series", "cache", "dictionaries", "lifehistory", "crosscode", "slt", "emergence", "study", "imports")
 
 
 def _version(value: bool) -> None:

@@ -1,28 +1,53 @@
 """The typed configuration of a study (TOML on disk); unknown keys are errors that name the key.
 
-One section per concern; each embeds the config model of the part that does the work (SeriesConfig,
-LifeHistoryConfig, CrosscodeConfig, SGLDConfig, ...), so a study file and a single command accept the same
-fields with the same defaults.
+One knob, one definition: each section is built from the config model of the part that does the work
+(CaptureConfig, DictionaryConfig + TrainConfig, LifeHistoryConfig, CrosscodeConfig, SGLDConfig,
+SusceptibilityConfig, CapabilityConfig, SweepConfig, SeriesConfig), either by nesting it or by taking
+its fields programmatically (`fields_of`), never by copying them. Only study choices (which steps,
+which site, enabled) are defined here. The CLI commands read the same models (`ontogeny.commands._common
+.build_config`), so a knob has one default wherever it is set from: TOML, `--set`, a flag or Python.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from ontogeny.dictionaries.atm import ATMConfig
-from ontogeny.emergence.capabilities import CapabilityConfig
+from ontogeny.capabilities.config import CapabilityConfig
+from ontogeny.crosscoding.config import CrosscodeConfig
+from ontogeny.dictionaries.config import DictionaryConfig
+from ontogeny.dictionaries.train import TrainConfig
+from ontogeny.emergence.sweep import SweepConfig
 from ontogeny.errors import ConfigError
 from ontogeny.lifehistory.config import LifeHistoryConfig
+from ontogeny.series.capture import CaptureConfig, TokenSetConfig
 from ontogeny.series.train import SeriesConfig
 from ontogeny.slt.sgld import SGLDConfig
+from ontogeny.slt.susceptibility import SusceptibilityConfig
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def fields_of(model: type[BaseModel], exclude: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """A model's fields as `create_model` arguments ({name: (type, FieldInfo)}), minus `exclude`.
+
+    Why: a section that needs a package model's knobs but not all of them (the site width d_in is not a
+    study knob) takes the same FieldInfo objects, so default, bounds and description stay one definition.
+    """
+    drop = set(exclude)
+    return {n: (f.annotation, f) for n, f in model.model_fields.items() if n not in drop}
+
+
+def _spec(name: str, model: type[BaseModel], exclude: Iterable[str]) -> type[_Section]:
+    return create_model(name, __base__=_Section, __module__=__name__, **fields_of(model, exclude))
 
 
 class SeriesSection(_Section):
@@ -34,96 +59,106 @@ class SeriesSection(_Section):
     train: SeriesConfig = Field(default_factory=SeriesConfig, description="the embedded series' training")
 
 
-class ActivationsSection(_Section):
-    sites: list[str] = Field(["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"])
-    n_seqs: int = Field(128, gt=0, description="sequences of the shared token set")
-    ctx: int = Field(64, gt=1, description="tokens per sequence")
-    batch_size: int = Field(32, gt=0)
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    seed: int = 0
+class ActivationsSection(CaptureConfig):
+    """The study's capture of the evaluation set: every field is CaptureConfig's (`ontogeny cache` reads it too)."""
 
 
-class DictionariesSection(_Section):
-    rule: Literal["relu", "topk", "batchtopk", "jumprelu"] = "topk"
-    expansion: int = Field(4, gt=0, description="d_sae = expansion x site width")
-    k: int = Field(16, gt=0)
-    l1_coefficient: float = 5.0
-    l0_coefficient: float = 1.0
-    batch_size: int = Field(512, gt=0)
-    epochs: int = Field(8, gt=0)
-    lr: float | None = None
-    atm: ATMConfig | None = None
-    seed: int = 0
+_DictionarySpec = _spec("DictionarySpec", DictionaryConfig, ("d_in", "d_sae"))
+
+
+class DictionariesSection(_DictionarySpec):
+    """One dictionary per (checkpoint, site): every DictionaryConfig field except d_in (the site's width),
+    the trainer's TrainConfig as `train`, and the pass over the store (`ontogeny dict train` reads it too)."""
+
+    d_sae: int | None = Field(None, gt=0, description="number of latents F (default: expansion x site width)")
+    expansion: int = Field(4, gt=0, description="without d_sae: d_sae = expansion x site width")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimiser and schedules (TrainConfig)")
+    batch_size: int = Field(512, gt=0, description="tokens per optimisation step")
+    epochs: int = Field(8, gt=0, description="passes over each unit's tokens")
+    seed: int = Field(0, description="seed of the initialisation and the data order")
+
+    def dictionary_fields(self, d_in: int) -> dict[str, Any]:
+        """DictionaryConfig fields for a site of width `d_in` (validated: a bad k names itself here)."""
+        own = set(DictionaryConfig.model_fields) - {"d_in", "d_sae"}
+        fields = {"d_sae": self.d_sae or self.expansion * d_in, **self.model_dump(include=own)}
+        try:
+            DictionaryConfig(d_in=d_in, **fields)
+        except (ValidationError, ValueError) as e:
+            raise ConfigError(f"dictionaries: {e}") from None
+        return fields
 
 
 class LifeHistorySection(_Section):
-    enabled: bool = True
-    config: LifeHistoryConfig = Field(default_factory=LifeHistoryConfig)
-    max_tokens: int | None = 16384
-    ablate: bool = True
-    ablation_seqs: int = 32
+    """Matching, lineages, turnover, scaffold, joint ablation and prediction over the dictionaries."""
+
+    enabled: bool = Field(True, description="run the life-history analysis")
+    config: LifeHistoryConfig = Field(default_factory=LifeHistoryConfig, description="LifeHistoryConfig")
+    max_tokens: int | None = Field(16384, description="tokens of the shared set used for matching (None: all)")
+    ablate: bool = Field(True, description="run the joint cross-layer ablation on the final checkpoint")
+    ablation_seqs: int = Field(32, gt=0, description="sequences of the token set used for ablation")
 
 
-class CrosscoderSection(_Section):
-    enabled: bool = True
+_CrosscodeSpec = _spec("CrosscodeSpec", CrosscodeConfig, ("steps", "site"))
+
+
+class CrosscoderSection(_CrosscodeSpec):
+    """A crosscoder over a few checkpoints: every CrosscodeConfig field, and which steps and site."""
+
+    enabled: bool = Field(True, description="train the crosscoder and its RelDec / RelIE analysis")
     steps: list[int] | None = Field(None, description="checkpoints to stack (default: 3 spread over the series)")
-    site: str | None = Field(None, description="site (default: the last cached site)")
-    d_sae: int = 256
-    rule: Literal["relu", "batchtopk"] = "relu"
-    l1_coefficient: float = 2.0
-    n_steps: int = 600
-    batch_size: int = 512
-    lr: float = 1e-3
-    n_pairs: int = 32
-    seed: int = 0
+    site: str | None = Field(None, description="site (default: the last captured site)")
+
+    def crosscode_config(self, steps: list[int], site: str) -> CrosscodeConfig:
+        """The CrosscodeConfig of this section at the chosen steps and site."""
+        return CrosscodeConfig(steps=steps, site=site, **self.model_dump(exclude={"enabled", "steps", "site"}))
 
 
-class LLCSection(_Section):
-    enabled: bool = True
+class LLCSection(TokenSetConfig):
+    """The LLC curve: SGLD at chosen checkpoints on a token set (`ontogeny llc` reads it too)."""
+
+    enabled: bool = Field(True, description="estimate the LLC curve")
     steps: list[int] | None = Field(None, description="checkpoints (default: every `every`-th one, and the last)")
     every: int = Field(1, gt=0, description="without `steps`: take every n-th checkpoint (the last always)")
-    sgld: SGLDConfig = Field(default_factory=lambda: SGLDConfig(num_draws=60, batch_size=16))
+    components: list[str] = Field(["full"], description="restrictions: full, l<L>h<H>, l<L>attn, l<L>, heads")
+    sgld: SGLDConfig = Field(default_factory=SGLDConfig, description="SGLD settings (SGLDConfig)")
 
     def pick_steps(self, steps: list[int]) -> list[int]:
         """The checkpoints whose LLC is estimated."""
         if self.steps:
             return list(self.steps)
         return sorted(set(steps[:: self.every]) | {steps[-1]})
-    n_seqs: int = 128
-    ctx: int = 64
 
 
-class SusceptibilitySection(_Section):
-    enabled: bool = True
+class SusceptibilitySection(SusceptibilityConfig):
+    """Per-head susceptibilities at one checkpoint: every SusceptibilityConfig field, and which step."""
+
+    enabled: bool = Field(True, description="run the susceptibility sweep")
     step: int | None = Field(None, description="checkpoint (default: the last)")
-    sgld: SGLDConfig = Field(default_factory=lambda: SGLDConfig(num_draws=40, batch_size=16))
-    probe_kinds: list[str] = ["prose", "tests", "docstrings", "synthetic"]
-    base_kind: str = "code"
-    centring: Literal["devinterp", "covariance"] = "devinterp"
-    n_probe_seqs: int = 8
-    ctx: int = 64
+
+    def susceptibility_config(self) -> SusceptibilityConfig:
+        return SusceptibilityConfig.model_validate(self.model_dump(exclude={"enabled", "step"}))
 
 
 class CapabilitiesSection(_Section):
-    enabled: bool = True
-    config: CapabilityConfig = Field(default_factory=CapabilityConfig)
+    enabled: bool = Field(True, description="capability curves and change points over the series")
+    config: CapabilityConfig = Field(default_factory=CapabilityConfig, description="CapabilityConfig")
 
 
 class EmergenceSection(_Section):
-    enabled: bool = False
-    sweep: dict = Field(default_factory=dict, description="SweepConfig fields (ontogeny.emergence.sweep)")
+    enabled: bool = Field(False, description="run the synthetic-task sweep (minutes to hours)")
+    sweep: SweepConfig = Field(default_factory=SweepConfig, description="SweepConfig (ontogeny.emergence.sweep)")
 
 
 class ComputeSection(_Section):
-    backend: Literal["process", "ray"] = "process"
-    address: str | None = None
-    device: str = "cpu"
+    backend: Literal["process", "ray"] = Field("process", description="where units run: in process or on Ray")
+    address: str | None = Field(None, description="Ray cluster address (None: a local instance)")
+    device: str = Field("cpu", description="torch device of the models")
 
 
 class StudyConfig(_Section):
     """A whole study: series -> activations -> dictionaries -> analyses -> report."""
 
-    name: str = "study"
+    name: str = Field("study", description="the study's name (in the report)")
     series: SeriesSection = Field(default_factory=SeriesSection)
     activations: ActivationsSection = Field(default_factory=ActivationsSection)
     dictionaries: DictionariesSection = Field(default_factory=DictionariesSection)
@@ -136,26 +171,39 @@ class StudyConfig(_Section):
     compute: ComputeSection = Field(default_factory=ComputeSection)
 
 
-def parse_config(data: dict, origin: str = "config") -> StudyConfig:
-    """Validate a dict as a StudyConfig; errors name the offending key path."""
+def validate(model: type[M], data: dict, origin: str = "config") -> M:
+    """Validate a dict as `model`; a ConfigError names each offending key path ("a.b: unknown key")."""
     try:
-        return StudyConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         lines = []
         for err in e.errors():
-            where = ".".join(str(p) for p in err["loc"])
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"{where}: {what}")
         raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
+    except ConfigError as e:  # a model validator that raises ConfigError directly
+        raise ConfigError(f"{origin}: {e}") from None
+
+
+def parse_config(data: dict, origin: str = "config") -> StudyConfig:
+    """Validate a dict as a StudyConfig; errors name the offending key path."""
+    return validate(StudyConfig, data, origin)
+
+
+def read_toml(path: str | Path) -> dict:
+    """A TOML file as a dict; ConfigError naming the file when it is missing or not valid TOML."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
 
 
 def load_config(path: str | Path) -> StudyConfig:
     """Read a study TOML file (see docs/study.md for every key)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"study config {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
-    return parse_config(data, str(path))
+    return parse_config(read_toml(path), str(path))

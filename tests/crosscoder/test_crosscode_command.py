@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ontogeny.commands.crosscode import register
 from ontogeny.series.load import load_series
-from ontogeny.store.activations import cache_activations, pack_tokens
+from ontogeny.series.capture import cache_activations, pack_tokens
 
 SITE = "blocks.1.hook_resid_pre"
 

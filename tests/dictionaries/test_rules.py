@@ -14,12 +14,14 @@ from ontogeny.dictionaries.state import TrainState
 
 torch.set_num_threads(1)
 
-RULE_KW = {"relu": {}, "topk": {"k": 4}, "batchtopk": {"k": 4}, "jumprelu": {"jumprelu_bandwidth": 0.2,
-                                                                            "jumprelu_init_threshold": 0.3}}
+
+def test_every_rule_has_test_parameters(rule_params):
+    """A rule added to the registry is tested like the others only once it has its parameters."""
+    assert set(RULES) == set(rule_params)
 
 
-def _pair(rule: str, **kw):
-    cfg = dict(rule=rule, d_in=12, d_sae=40, **RULE_KW[rule], **kw)
+def _pair(rule: str, small: dict):
+    cfg = dict(rule=rule, d_in=12, d_sae=40, **small)
     fast = Dictionary(DictionaryConfig(fast=True, sparse_below=1.0, **cfg), seed=3)  # always sparse
     plain = Dictionary(DictionaryConfig(fast=False, **cfg), seed=3)
     with torch.no_grad():
@@ -31,9 +33,9 @@ def _pair(rule: str, **kw):
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("with_dead", [False, True])
-def test_fast_path_matches_plain_reference(rule, with_dead):
+def test_fast_path_matches_plain_reference(rule, with_dead, rule_params):
     """Same loss, metrics and gradients from the sparse fused path and the dense reference."""
-    fast, plain = _pair(rule)
+    fast, plain = _pair(rule, rule_params[rule]["small"])
     x = torch.randn(64, 12, generator=torch.Generator().manual_seed(0))
     dead = torch.zeros(40, dtype=torch.bool)
     if with_dead:

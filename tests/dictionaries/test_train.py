@@ -14,24 +14,19 @@ from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.model import Dictionary, geometric_median
 from ontogeny.dictionaries.state import TrainState
 from ontogeny.dictionaries.synthetic import PlantedFeatures, max_cosines, mean_max_cosine
+from ontogeny.dictionaries.rules import RULES
 from ontogeny.dictionaries.train import TrainConfig, train, train_many
 
 torch.set_num_threads(1)
 
 PLANTED = PlantedFeatures(d=24, n_features=48, n_active=3, seed=0)
-CASES = {
-    "topk": ({"k": 3}, {}),
-    "batchtopk": ({"k": 3, "threshold_start_step": 200}, {}),
-    "relu": ({"l1_coefficient": 0.3}, {}),
-    "jumprelu": ({"l0_coefficient": 0.05, "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": 0.1}, {}),
-    "atm": ({"rule": "relu", "l1_coefficient": 0.3}, {"atm": ATMConfig()}),
-}
+ATM_CASE = ({"rule": "relu", "l1_coefficient": 0.3}, {"atm": ATMConfig()})
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_each_rule_recovers_planted_directions(case):
+@pytest.mark.parametrize("case", sorted([*RULES, "atm"]))
+def test_each_rule_recovers_planted_directions(case, rule_params):
     """48 unit directions in 24 dimensions, 3 active per token: every rule finds them (mean max cos >= 0.9)."""
-    kw, tkw = CASES[case]
+    kw, tkw = ATM_CASE if case == "atm" else (rule_params[case]["planted"], {})
     kw = {"rule": case, **kw}
     model = Dictionary(DictionaryConfig(d_in=24, d_sae=96, **kw), seed=11)
     before = mean_max_cosine(PLANTED.directions_GD, model.W_dec_FD)
@@ -42,7 +37,7 @@ def test_each_rule_recovers_planted_directions(case):
     assert res.final()["fvu"] < 0.25
     if case == "topk":
         assert res.final()["l0"] == 3.0
-    if case == "batchtopk":
+    if case in ("batchtopk", "matryoshka_batchtopk"):
         x, _ = PLANTED.sample(2000)
         l0 = float((model.encode(x) != 0).float().sum(1).mean())  # inference with the EMA threshold
         assert 1.5 < l0 < 6, l0

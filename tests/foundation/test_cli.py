@@ -21,10 +21,11 @@ def test_help_lists_every_command():
 
 
 def test_cache_command_stores_what_a_direct_capture_gives(tiny_series_dir, tmp_path, monkeypatch):
-    import ontogeny.store.tokens as tokens
+    import ontogeny.series.capture as capture_mod
 
     ids = torch.randint(0, 300, (4, 8), generator=torch.Generator().manual_seed(1))
-    monkeypatch.setattr(tokens, "eval_token_ids", lambda tok, n, ctx, seed=0, **kw: ids[:n, :ctx])
+    monkeypatch.setattr(capture_mod, "series_corpus", lambda root: None)
+    monkeypatch.setattr(capture_mod, "shared_token_ids", lambda tok, corpus, cfg: ids[:cfg.n_seqs, :cfg.ctx])
     res = runner.invoke(app, ["cache", str(tiny_series_dir), "--out", str(tmp_path / "acts"), "--sites",
                               "blocks.1.hook_mlp_out", "--steps", "1,4", "--n-seqs", "4", "--ctx", "8"])
     assert res.exit_code == 0, res.output

@@ -6,7 +6,8 @@ import torch
 from ontogeny.errors import SiteError, StoreError
 from ontogeny.series.load import load_series
 from ontogeny.series.sites import capture
-from ontogeny.store.activations import ActivationStore, cache_activations, pack_tokens, shuffled_batches
+from ontogeny.series.capture import cache_activations, pack_tokens
+from ontogeny.store.activations import ActivationStore, shuffled_batches
 
 SITES = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z"]
 

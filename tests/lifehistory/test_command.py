@@ -26,7 +26,7 @@ def run_dir(tmp_path_factory, tiny_series_dir):
     from ontogeny.dictionaries.model import Dictionary
     from ontogeny.dictionaries.saelens_io import save_dictionary
     from ontogeny.series.load import load_series
-    from ontogeny.store.activations import cache_activations
+    from ontogeny.series.capture import cache_activations
 
     run = tmp_path_factory.mktemp("lh_run")
     shutil.copytree(tiny_series_dir / "tokenizer", run / "series" / "tokenizer")

@@ -1,10 +1,13 @@
-"""Helpers shared by the CLI commands: a console, progress bars, error handling and tables."""
+"""Helpers shared by the CLI commands: config models from TOML + `--set`, a console, progress bars,
+error handling and tables."""
 
 from __future__ import annotations
 
 import contextlib
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,9 +15,73 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
     TimeRemainingColumn
 from rich.table import Table
 
-from ontogeny.errors import OntogenyError
+from ontogeny.errors import ConfigError, OntogenyError
 
 console = Console(stderr=True)
+M = TypeVar("M")
+
+SET_HELP = ("Override one field of the command's config model: KEY=VALUE, VALUE a TOML literal (8, 1e-3, "
+            "'text', [1, 2], true; a bare word is a string), dotted KEY for nested fields (sgld.num_draws=50). "
+            "Repeatable; applied after --config and the other options.")
+
+
+def config_option(what: str = "the command's config model") -> Any:
+    """A `--config FILE.toml` option (one per command: typer options must not be shared objects)."""
+    return typer.Option(None, "--config", "-c", help=f"TOML file with fields of {what} (docs/study.md).")
+
+
+def set_option() -> Any:
+    """A repeatable `--set KEY=VALUE` option."""
+    return typer.Option(None, "--set", help=SET_HELP)
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value: a TOML literal ('8' -> 8, '[1, 2]', 'true', "'a b'"); anything else is the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _put(data: dict, dotted: str, value: Any, origin: str) -> None:
+    parts = dotted.split(".")
+    node = data
+    for i, p in enumerate(parts[:-1]):
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{origin}: {'.'.join(parts[:i + 1])} is a value, not a table: cannot set {dotted}")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_config(model: type[M], config: Path | None = None, sets: Sequence[str] | None = None,
+                 flags: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None,
+                 origin: str = "config") -> M:
+    """The command's config model from, in order: `base`, the TOML file, convenience flags, `--set`.
+
+    Flags map a dotted field path to a value; None means "not given" (the model's default stands), so a
+    flag never carries a second default. Unknown keys fail with their dotted name.
+    """
+    from ontogeny.config import read_toml, validate
+
+    data = _merge(dict(base or {}), read_toml(config) if config is not None else {})
+    for path, value in (flags or {}).items():
+        if value is not None:
+            _put(data, path, value, origin)
+    for item in sets or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set sgld.num_draws=50")
+        _put(data, key.strip(), parse_value(value.strip()), origin)
+    where = f"{origin} ({config})" if config is not None else origin
+    return validate(model, data, where)
 
 
 def progress() -> Progress:

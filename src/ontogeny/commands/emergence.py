@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import typer
 
-from ontogeny.commands._common import console, parse_csv, parse_csv_ints, progress, show_table, user_errors
+from ontogeny.commands._common import build_config, config_option, console, parse_csv, parse_csv_ints, progress, \
+    set_option, show_table, user_errors
 
 emergence_app = typer.Typer(
     help="Emergence lab (seed 004): sparse-attention tasks, seed sweeps, emergence "
@@ -27,28 +27,16 @@ def _floats(text: str | None) -> list[float] | None:
         raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _sweep_config(config: Path | None, steps: int | None, grid_kw: dict):
-    from pydantic import ValidationError
+def _sweep_config(config: Path | None, sets: list[str] | None, steps: int | None, grid_kw: dict):
+    """SweepConfig from the TOML file and --set; a CLI grid (any grid option given) replaces the grids."""
+    from ontogeny.emergence.sweep import SweepConfig
 
-    from ontogeny.emergence.sweep import Grid, SweepConfig
-    from ontogeny.errors import ConfigError
-
-    data: dict = {}
-    if config is not None:
-        try:
-            data = tomllib.loads(config.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"cannot read sweep config {config}: {e}") from e
-    try:
-        cfg = SweepConfig.model_validate(data)
-        given = {k: v for k, v in grid_kw.items() if v is not None}
-        if given:
-            cfg = cfg.model_copy(update={"grids": [Grid(name="cli", **given)]})
-        if steps is not None:
-            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": steps})})
-        return SweepConfig.model_validate(cfg.model_dump())
-    except ValidationError as e:
-        raise ConfigError(f"invalid sweep config{f' in {config}' if config else ''}: {e}") from e
+    given = {k: v for k, v in grid_kw.items() if v is not None}
+    cfg = build_config(SweepConfig, config, sets, {"grids": [{"name": "cli", **given}] if given else None},
+                       origin="sweep config")
+    if steps is not None:  # on the config's train settings, whatever their source
+        cfg = SweepConfig.model_validate({**cfg.model_dump(), "train": {**cfg.train.model_dump(), "steps": steps}})
+    return cfg
 
 
 @emergence_app.command("sweep")
@@ -56,7 +44,8 @@ def sweep(
     out: Path = typer.Argument(
         ..., help="Sweep folder (runs/, tables/, figures/); an existing one is resumed."
     ),
-    config: Path = typer.Option(None, "--config", "-c", help="TOML sweep config (SweepConfig fields)."),
+    config: Path = config_option("SweepConfig (a study's [emergence.sweep])"),
+    set_: list[str] = set_option(),
     task: str = typer.Option(
         None, help="Replace the default grids by one grid of this task: linear_map, ca, induction."
     ),
@@ -67,7 +56,7 @@ def sweep(
     d_head: str = typer.Option(None, help="Head dimensions."),
     arch: str = typer.Option(None, help="Architectures: transformer, mixer."),
     bias: str = typer.Option(None, help="Attention-bias strengths c (0 = none)."),
-    steps: int = typer.Option(None, help="Training steps per run (default from the config: 1000)."),
+    steps: int = typer.Option(None, help="Training steps per run (alias of `train.steps`)."),
     backend: str = typer.Option("process", help="Where runs execute: process or ray."),
     address: str = typer.Option(None, help="Ray cluster address (default: a local instance)."),
     analyze_after: bool = typer.Option(
@@ -89,7 +78,7 @@ def sweep(
             "arch": parse_csv(arch),
             "bias": _floats(bias),
         }
-        cfg = _sweep_config(config, steps, grid_kw)
+        cfg = _sweep_config(config, set_, steps, grid_kw)
         n = len(expand(cfg))
         with progress() as bar:
             t = bar.add_task(f"{n} runs", total=n)
@@ -160,11 +149,14 @@ def capabilities(
     series_dir: Path = typer.Argument(..., help="Checkpoint series folder (step_*/ + tokenizer/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for tables/ and figures/."),
     steps: str = typer.Option(None, help="Comma-separated steps (default: every checkpoint)."),
-    n_prompts: int = typer.Option(32, help="Random prompts per metric."),
-    rep_len: int = typer.Option(16, help="Length L of the repeated random segment."),
-    vocab_limit: int = typer.Option(None, help="Draw random tokens from ids below this."),
-    pairs: Path = typer.Option(None, help="JSON list of {prompt, correct, incorrect} for logit differences."),
-    seed: int = typer.Option(0, help="Seed of the prompts (the same prompts for every checkpoint)."),
+    config: Path = config_option("CapabilityConfig (a study's [capabilities.config])"),
+    set_: list[str] = set_option(),
+    n_prompts: int = typer.Option(None, help="Random prompts per metric (alias of `n_prompts`)."),
+    rep_len: int = typer.Option(None, help="Length L of the repeated random segment (alias of `rep_len`)."),
+    vocab_limit: int = typer.Option(None, help="Draw random tokens from ids below this (alias of `vocab_limit`)."),
+    pairs: Path = typer.Option(None, help="JSON list of {prompt, correct, incorrect} for logit differences "
+                                          "(sets `pairs`)."),
+    seed: int = typer.Option(None, help="Seed of the prompts, the same for every checkpoint (alias of `seed`)."),
     device: str = typer.Option("cpu", help="Torch device."),
 ) -> None:
     """Task metrics per checkpoint (induction, digit repetition, brackets, prompt pairs), per-head
@@ -175,15 +167,14 @@ def capabilities(
     from ontogeny.series.load import load_series
 
     with user_errors():
-        pp = []
+        pp = None
         if pairs is not None:
             try:
-                pp = [PromptPair(**p) for p in json.loads(pairs.read_text())]
+                pp = [PromptPair(**p).model_dump() for p in json.loads(pairs.read_text())]
             except (OSError, ValueError, TypeError) as e:
                 raise ConfigError(f"cannot read prompt pairs {pairs}: {e}") from e
-        cfg = CapabilityConfig(
-            n_prompts=n_prompts, rep_len=rep_len, vocab_limit=vocab_limit, pairs=pp, seed=seed
-        )
+        flags = {"n_prompts": n_prompts, "rep_len": rep_len, "vocab_limit": vocab_limit, "pairs": pp, "seed": seed}
+        cfg = build_config(CapabilityConfig, config, set_, flags, origin="capabilities")
         series = load_series(series_dir, steps=parse_csv_ints(steps), device=device)
         with progress() as bar:
             t = bar.add_task("checkpoints", total=len(series.steps))

@@ -6,37 +6,14 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-import tomllib
 import typer
-from pydantic import ValidationError
 
-from ontogeny.commands._common import console, parse_csv, parse_csv_ints, progress, show_table, user_errors
-from ontogeny.errors import ConfigError
-
-
-def load_config(path: Path | None, overrides: dict[str, dict[str, Any]], seed: int) -> LifeHistoryConfig:  # noqa: F821
-    """LifeHistoryConfig from defaults, then a TOML file ([match], [phase], ...), then command-line options."""
-    from ontogeny.lifehistory.config import LifeHistoryConfig
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"cannot read life-history config {path}: {e}") from e
-    for section, values in overrides.items():
-        for k, v in values.items():
-            if v is not None:
-                data.setdefault(section, {})[k] = v
-    data.setdefault("seed", seed)
-    try:
-        return LifeHistoryConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"invalid life-history config{f' in {path}' if path else ''}: {e}") from e
+from ontogeny.commands._common import build_config, config_option, console, parse_csv, parse_csv_ints, progress, \
+    set_option, show_table, user_errors
 
 
 def _fmt(x: Any) -> Any:
-    return "nan" if isinstance(x, float) and math.isnan(x) else x
+    return "not measured" if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
 def lifehistory(
@@ -46,34 +23,45 @@ def lifehistory(
     = None,
     steps: Annotated[str | None, typer.Option(help="comma-separated steps (default: all with dictionaries)")]
     = None,
-    config: Annotated[Path | None, typer.Option(help="TOML with tables match, phase, scaffold, ablation, predict")]
-    = None,
-    n_carriers: Annotated[int | None, typer.Option(help="carriers kept across sites (default 50)")] = None,
-    early_frac: Annotated[float | None, typer.Option(help="early phase = first fraction of training (0.01)")]
-    = None,
-    n_null: Annotated[int | None, typer.Option(help="token permutations per transition for the null (20)")]
-    = None,
-    n_controls: Annotated[int | None, typer.Option(help="count-matched control populations (100)")] = None,
-    n_single: Annotated[int | None, typer.Option(help="non-carriers given single-feature ablation (50)")]
-    = None,
-    max_tokens: Annotated[int, typer.Option(help="tokens of the shared set used for matching (0 = all)")] = 16384,
-    ablation_seqs: Annotated[int, typer.Option(help="sequences of the token set used for ablation")] = 32,
-    ablate: Annotated[bool, typer.Option(help="run the joint cross-layer ablation on the final checkpoint")]
-    = True,
-    seed: Annotated[int, typer.Option(help="seed of nulls, controls and cross-validation")] = 0,
+    config: Path = config_option("LifeHistoryConfig (tables match, phase, scaffold, ablation, predict)"),
+    set_: list[str] = set_option(),
+    n_carriers: Annotated[int | None, typer.Option(help="carriers kept across sites (alias of "
+                                                        "scaffold.n_carriers)")] = None,
+    early_frac: Annotated[float | None, typer.Option(help="early phase = first fraction of training (alias of "
+                                                          "phase.early_frac)")] = None,
+    n_null: Annotated[int | None, typer.Option(help="token permutations per transition for the null (alias of "
+                                                    "match.n_null)")] = None,
+    n_controls: Annotated[int | None, typer.Option(help="count-matched control populations (alias of "
+                                                        "ablation.n_controls)")] = None,
+    n_single: Annotated[int | None, typer.Option(help="non-carriers given single-feature ablation (alias of "
+                                                      "ablation.n_single)")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="tokens of the shared set used for matching, 0 = all "
+                                                        "(a study's lifehistory.max_tokens)")] = None,
+    ablation_seqs: Annotated[int | None, typer.Option(help="sequences of the token set used for ablation "
+                                                           "(a study's lifehistory.ablation_seqs)")] = None,
+    ablate: Annotated[bool | None, typer.Option("--ablate/--no-ablate", help="run the joint cross-layer ablation "
+                                                "on the final checkpoint (a study's lifehistory.ablate)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of nulls, controls and cross-validation (alias of "
+                                                  "seed)")] = None,
     force: Annotated[bool, typer.Option(help="recompute even if the summary matches config and inputs")] = False,
 ) -> None:
     """Feature life histories: matching, lineages, turnover, carrier scaffold, joint ablation, prediction.
 
-    Match dictionaries of adjacent checkpoints, chain lineages, measure turnover, find the carrier scaffold, ablate it jointly against count-matched controls and predict carriers from
-    onset firing. Writes <run>/tables/*.parquet and <run>/figures/lifehistory*. Definitions marked
-    PROPOSAL in docs/lifehistory.md reconstruct a paper whose full text is not public."""
+    Match dictionaries of adjacent checkpoints, chain lineages, measure turnover, find the carrier scaffold,
+    ablate it jointly against count-matched controls and predict carriers from onset firing. Writes
+    <run>/tables/*.parquet and <run>/figures/lifehistory*. Definitions marked PROPOSAL in
+    docs/lifehistory.md reconstruct a paper whose full text is not public."""
+    from ontogeny.config import LifeHistorySection
+    from ontogeny.lifehistory.config import LifeHistoryConfig
     from ontogeny.lifehistory.study import run_lifehistory
 
     with user_errors():
-        cfg = load_config(config, {"scaffold": {"n_carriers": n_carriers}, "phase": {"early_frac": early_frac},
-                                   "match": {"n_null": n_null},
-                                   "ablation": {"n_controls": n_controls, "n_single": n_single}}, seed)
+        flags = {"scaffold.n_carriers": n_carriers, "phase.early_frac": early_frac, "match.n_null": n_null,
+                 "ablation.n_controls": n_controls, "ablation.n_single": n_single, "seed": seed}
+        cfg = build_config(LifeHistoryConfig, config, set_, flags, origin="lifehistory")
+        run = LifeHistorySection.model_validate({k: v for k, v in {"max_tokens": max_tokens, "ablate": ablate,
+                                                                   "ablation_seqs": ablation_seqs}.items()
+                                                 if v is not None})
         with progress() as bar:
             tasks: dict[str, Any] = {}
 
@@ -82,8 +70,8 @@ def lifehistory(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done)
 
-            out = run_lifehistory(run_dir, cfg, parse_csv(sites), parse_csv_ints(steps), max_tokens or None,
-                                  ablate, ablation_seqs, force, tick)
+            out = run_lifehistory(run_dir, cfg, parse_csv(sites), parse_csv_ints(steps), run.max_tokens or None,
+                                  run.ablate, run.ablation_seqs, force, tick)
     show(out)
 
 

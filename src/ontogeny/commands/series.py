@@ -3,42 +3,31 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
     TimeRemainingColumn
 from rich.table import Table
 
-from ontogeny.errors import ConfigError, OntogenyError
+from ontogeny.errors import OntogenyError
 
 console = Console()
 
 
-def load_config(path: Path | None, tiny: bool, overrides: dict) -> "SeriesConfig":  # noqa: F821
-    """The default (or tiny) config, updated from a TOML file and then from command-line options."""
+def load_config(path: Path | None, tiny: bool, overrides: dict, sets: list[str] | None = None) -> "SeriesConfig":  # noqa: F821
+    """The default (or tiny) SeriesConfig, updated from a TOML file, then options, then `--set`."""
+    from ontogeny.commands._common import build_config
     from ontogeny.series.train import SeriesConfig
 
-    base = SeriesConfig.tiny() if tiny else SeriesConfig()
-    data = base.model_dump()
-    if path is not None:
-        try:
-            data.update(tomllib.loads(Path(path).read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"cannot read series config {path}: {e}") from e
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return SeriesConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"invalid series config{f' in {path}' if path else ''}: {e}") from e
+    base = SeriesConfig.tiny().model_dump(mode="json") if tiny else None
+    return build_config(SeriesConfig, path, sets, overrides, base=base, origin="series config")
 
 
 def _fmt(x: float) -> str:
-    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+    return "not measured" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
 def losses_table(rows: list[dict], title: str) -> Table:
@@ -49,7 +38,7 @@ def losses_table(rows: list[dict], title: str) -> Table:
     for c in cols:
         table.add_column(c, justify="right")
     for r in rows:
-        table.add_row(str(r["step"]), *(_fmt(r.get(c, float("nan"))) for c in cols[1:]))
+        table.add_row(str(r["step"]), *(_fmt(r.get(c)) for c in cols[1:]))
     return table
 
 
@@ -57,6 +46,8 @@ def train(
     out: Annotated[Path, typer.Option(help="folder to write the series into (must not hold a finished one)")]
     = Path("runs/demo/series"),
     config: Annotated[Optional[Path], typer.Option(help="TOML file of SeriesConfig fields")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a SeriesConfig field: KEY=VALUE "
+                                                      "(TOML literal; dotted KEY for nested). Repeatable.")] = None,
     tiny: Annotated[bool, typer.Option(help="start from the tiny test config (seconds to train)")] = False,
     steps: Annotated[Optional[int], typer.Option(help="training steps (overrides the config)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed for corpus split, init and data order")] = None,
@@ -71,7 +62,7 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     try:
-        cfg = load_config(config, tiny, {"n_steps": steps, "seed": seed})
+        cfg = load_config(config, tiny, {"n_steps": steps, "seed": seed}, set_)
         with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=console) as bar:

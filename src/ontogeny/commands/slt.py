@@ -7,121 +7,142 @@ from pathlib import Path
 
 import typer
 
-from ontogeny.commands._common import console, parse_csv, parse_csv_ints, progress, show_table, user_errors
+from ontogeny.commands._common import build_config, config_option, console, parse_csv, parse_csv_ints, progress, \
+    set_option, show_table, user_errors
+from ontogeny.store import layout
 
-_SGLD_HELP = "SGLD: step size ε, nβ, localisation γ (Baker et al. 2025 use 1e-3, 30, 300)."
+_SGLD = "SGLD (Baker et al. 2025 use ε 1e-3, nβ 30, γ 300)"
 
 
-def _corpus(size: str, seed: int):
+def _corpus(size: str | None, series_dir: Path):
+    """The corpus of the token sets: the series' own (default), or the embedded default / tiny one."""
     from ontogeny.errors import ConfigError
+    from ontogeny.series.capture import series_corpus
     from ontogeny.series.corpus import CorpusConfig, build_corpus
 
+    if size is None:
+        return series_corpus(series_dir)
     if size not in ("default", "tiny"):
         raise ConfigError(f"--corpus-size must be 'default' or 'tiny', got {size!r}")
-    return build_corpus(seed=seed, config=CorpusConfig.tiny() if size == "tiny" else None)
+    return build_corpus(seed=0, config=CorpusConfig.tiny() if size == "tiny" else None)
+
+
+def _sgld_flags(lr, n_beta, gamma, chains, draws, burnin, batch_size, seed) -> dict:
+    return {"sgld.lr": lr, "sgld.n_beta": n_beta, "sgld.gamma": gamma, "sgld.num_chains": chains,
+            "sgld.num_draws": draws, "sgld.num_burnin_steps": burnin, "sgld.batch_size": batch_size,
+            "sgld.seed": seed, "seed": seed}
 
 
 def llc(
     series_dir: Path = typer.Argument(..., help="Checkpoint series folder (step_*/ + tokenizer/) or one model."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: writes tables/llc.parquet, figures/llc_curve.*"),
-    steps: str = typer.Option(None, help="Comma-separated steps (default: every checkpoint)."),
-    components: str = typer.Option("full", help="Comma-separated restrictions: full, l<L>h<H>, l<L>attn, l<L>, "
-                                                "or 'heads' for every head."),
-    lr: float = typer.Option(1e-3, help=_SGLD_HELP),
-    n_beta: float = typer.Option(30.0, help="Inverse temperature nβ."),
-    gamma: float = typer.Option(300.0, help="Localisation γ."),
-    chains: int = typer.Option(4, help="SGLD chains (vmapped)."),
-    draws: int = typer.Option(100, help="Draws per chain."),
-    burnin: int = typer.Option(0, help="Burn-in steps per chain."),
-    batch_size: int = typer.Option(16, help="Sequences per SGLD minibatch."),
-    n_seqs: int = typer.Option(256, help="Sequences in the sampling pool (corpus eval split, all kinds)."),
-    ctx: int = typer.Option(64, help="Tokens per sequence."),
-    seed: int = typer.Option(0, help="Seed of SGLD noise and minibatch order."),
-    corpus_size: str = typer.Option("default", help="Corpus to draw tokens from: default or tiny."),
+    config: Path = config_option("a study's [llc] section (token set, components, sgld)"),
+    set_: list[str] = set_option(),
+    steps: str = typer.Option(None, help="Comma-separated steps (alias of `steps`; default: every checkpoint)."),
+    components: str = typer.Option(None, help="Comma-separated restrictions: full, l<L>h<H>, l<L>attn, l<L>, "
+                                              "or 'heads' for every head (alias of `components`)."),
+    lr: float = typer.Option(None, help=f"{_SGLD}: step size ε (alias of `sgld.lr`)."),
+    n_beta: float = typer.Option(None, help="Inverse temperature nβ (alias of `sgld.n_beta`)."),
+    gamma: float = typer.Option(None, help="Localisation γ (alias of `sgld.gamma`)."),
+    chains: int = typer.Option(None, help="SGLD chains, vmapped (alias of `sgld.num_chains`)."),
+    draws: int = typer.Option(None, help="Draws per chain (alias of `sgld.num_draws`)."),
+    burnin: int = typer.Option(None, help="Burn-in steps per chain (alias of `sgld.num_burnin_steps`)."),
+    batch_size: int = typer.Option(None, help="Sequences per SGLD minibatch (alias of `sgld.batch_size`)."),
+    n_seqs: int = typer.Option(None, help="Sequences in the sampling pool (alias of `n_seqs`)."),
+    ctx: int = typer.Option(None, help="Tokens per sequence (alias of `ctx`)."),
+    seed: int = typer.Option(None, help="Seed of SGLD and of the token set (alias of `sgld.seed` and `seed`)."),
+    corpus_size: str = typer.Option(None, help="Corpus of the token set: default or tiny (default: the corpus "
+                                               "the series was trained on)."),
 ) -> None:
     """Estimate the local learning coefficient λ̂ = nβ(E[L] − L(w*)) at each checkpoint (the LLC curve)."""
+    from ontogeny.config import LLCSection
+    from ontogeny.series.capture import shared_token_ids
     from ontogeny.series.load import load_series
     from ontogeny.slt.figures import llc_curve
     from ontogeny.slt.heads import head_names
     from ontogeny.slt.pipeline import llc_rows
-    from ontogeny.slt.sgld import SGLDConfig
     from ontogeny.slt.tables import write_table
-    from ontogeny.store.activations import pack_tokens
     from ontogeny.store.run import tensor_hash
 
     with user_errors():
-        series = load_series(series_dir, steps=parse_csv_ints(steps))
-        corpus = _corpus(corpus_size, 0)
-        ids = pack_tokens(series.tokenizer, [d.text for d in corpus.eval], n_seqs, ctx, seed)
-        cfg = SGLDConfig(lr=lr, n_beta=n_beta, gamma=gamma, num_chains=chains, num_draws=draws,
-                         num_burnin_steps=burnin, batch_size=batch_size, seed=seed)
-        comp_list = parse_csv(components) or ["full"]
+        flags = {"steps": parse_csv_ints(steps), "components": parse_csv(components), "n_seqs": n_seqs, "ctx": ctx,
+                 **_sgld_flags(lr, n_beta, gamma, chains, draws, burnin, batch_size, seed)}
+        cfg = build_config(LLCSection, config, set_, flags, origin="llc")
+        series = load_series(series_dir)
+        series = series.subset(cfg.pick_steps(series.steps))
+        corpus = _corpus(corpus_size, series_dir)
+        ids = shared_token_ids(series.tokenizer, corpus, cfg)
+        sgld = cfg.sgld
         rows = []
         with progress() as bar:
             task = bar.add_task("SGLD", total=None)
             for step in series.steps:
                 model = series.model(step)
-                n_comps = sum(len(head_names(model)) if x == "heads" else 1 for x in comp_list)
-                bar.update(task, total=len(series.steps) * n_comps * cfg.num_steps, description=f"step {step}")
+                n_comps = sum(len(head_names(model)) if x == "heads" else 1 for x in cfg.components)
+                bar.update(task, total=len(series.steps) * n_comps * sgld.num_steps, description=f"step {step}")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # counted in n_warnings instead
-                    rows += llc_rows(model, ids, cfg, comp_list, step, on_step=lambda _: bar.advance(task))
+                    rows += llc_rows(model, ids, sgld, cfg.components, step, on_step=lambda _: bar.advance(task))
         inputs = {"series": str(series_dir), "token_ids": tensor_hash(ids), "corpus": corpus.hash}
-        write_table(rows, out / "tables" / "llc.parquet", cfg, inputs)
-        llc_curve(rows, out / "figures")
+        write_table(rows, layout.table_path(out, "llc"), sgld, inputs)
+        llc_curve(rows, layout.figures_dir(out))
         show_table("LLC", [{k: r[k] for k in ("step", "component", "n_params", "llc_mean", "llc_std", "init_loss",
                                               "n_warnings")} for r in rows])
-        console.print(f"wrote {out / 'tables' / 'llc.parquet'} and {out / 'figures' / 'llc_curve.html'}")
+        console.print(f"wrote {layout.table_path(out, 'llc')} and {layout.figures_dir(out)}")
 
 
 def susceptibility(
     series_dir: Path = typer.Argument(..., help="Checkpoint series folder (step_*/ + tokenizer/) or one model."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: writes tables/susceptibility_*.parquet, figures/."),
-    step: int = typer.Option(None, help="Checkpoint step (default: the last)."),
-    components: str = typer.Option(None, help="Comma-separated restrictions (default: every head)."),
-    base: str = typer.Option("code", help="Corpus kind of the base distribution q."),
-    probes: str = typer.Option("prose,tests,docstrings,synthetic", help="Comma-separated probe kinds q'."),
-    centring: str = typer.Option("devinterp", help="'devinterp' (full-run centring) or 'covariance'."),
-    lr: float = typer.Option(1e-3, help=_SGLD_HELP),
-    n_beta: float = typer.Option(30.0, help="Inverse temperature nβ."),
-    gamma: float = typer.Option(300.0, help="Localisation γ."),
-    chains: int = typer.Option(4, help="SGLD chains (vmapped)."),
-    draws: int = typer.Option(100, help="Draws per chain."),
-    burnin: int = typer.Option(0, help="Burn-in steps per chain."),
-    batch_size: int = typer.Option(16, help="Sequences per SGLD minibatch."),
-    ctx: int = typer.Option(64, help="Tokens per sequence."),
-    n_probe_seqs: int = typer.Option(8, help="Fixed sequences per probe (and for the base set)."),
-    induction_threshold: float = typer.Option(0.3, help="PROPOSAL: heads with induction score ≥ this count as "
-                                                        "induction heads in the separation summary."),
-    seed: int = typer.Option(0, help="Seed of SGLD and of the token sets."),
-    corpus_size: str = typer.Option("default", help="Corpus to draw tokens from: default or tiny."),
+    config: Path = config_option("a study's [susceptibility] section (SusceptibilityConfig fields, step)"),
+    set_: list[str] = set_option(),
+    step: int = typer.Option(None, help="Checkpoint step (alias of `step`; default: the last)."),
+    components: str = typer.Option(None, help="Comma-separated restrictions (alias of `components`; "
+                                              "default: every head)."),
+    base: str = typer.Option(None, help="Corpus kind of the base distribution q (alias of `base_kind`)."),
+    probes: str = typer.Option(None, help="Comma-separated probe kinds q' (alias of `probe_kinds`)."),
+    centring: str = typer.Option(None, help="'devinterp' or 'covariance' (alias of `centring`)."),
+    lr: float = typer.Option(None, help=f"{_SGLD}: step size ε (alias of `sgld.lr`)."),
+    n_beta: float = typer.Option(None, help="Inverse temperature nβ (alias of `sgld.n_beta`)."),
+    gamma: float = typer.Option(None, help="Localisation γ (alias of `sgld.gamma`)."),
+    chains: int = typer.Option(None, help="SGLD chains, vmapped (alias of `sgld.num_chains`)."),
+    draws: int = typer.Option(None, help="Draws per chain (alias of `sgld.num_draws`)."),
+    burnin: int = typer.Option(None, help="Burn-in steps per chain (alias of `sgld.num_burnin_steps`)."),
+    batch_size: int = typer.Option(None, help="Sequences per SGLD minibatch (alias of `sgld.batch_size`)."),
+    ctx: int = typer.Option(None, help="Tokens per sequence (alias of `ctx`)."),
+    n_probe_seqs: int = typer.Option(None, help="Fixed sequences per probe and for the base set "
+                                                "(alias of `n_probe_seqs` and `n_base_seqs`)."),
+    induction_threshold: float = typer.Option(None, help="PROPOSAL: heads with induction score ≥ this count as "
+                                                         "induction heads in the separation summary."),
+    seed: int = typer.Option(None, help="Seed of SGLD and of the token sets (alias of `sgld.seed` and `seed`)."),
+    corpus_size: str = typer.Option(None, help="Corpus of the token sets: default or tiny (default: the corpus "
+                                               "the series was trained on)."),
 ) -> None:
     """Per-head susceptibilities χ for corpus-kind probes, the response matrix, its PCA, and induction scores."""
+    from ontogeny.config import SusceptibilitySection
     from ontogeny.series.load import load_series
     from ontogeny.slt.heads import head_names
     from ontogeny.slt.pipeline import susceptibility_run
-    from ontogeny.slt.sgld import SGLDConfig
-    from ontogeny.slt.susceptibility import SusceptibilityConfig
 
     with user_errors():
+        flags = {"step": step, "components": parse_csv(components), "base_kind": base, "probe_kinds": parse_csv(probes),
+                 "centring": centring, "ctx": ctx, "n_probe_seqs": n_probe_seqs, "n_base_seqs": n_probe_seqs,
+                 **_sgld_flags(lr, n_beta, gamma, chains, draws, burnin, batch_size, seed)}
+        section = build_config(SusceptibilitySection, config, set_, flags, origin="susceptibility")
+        cfg = section.susceptibility_config()
         series = load_series(series_dir)
-        step = series.steps[-1] if step is None else step
+        step = series.steps[-1] if section.step is None else section.step
         model = series.model(step)
-        sgld = SGLDConfig(lr=lr, n_beta=n_beta, gamma=gamma, num_chains=chains, num_draws=draws,
-                          num_burnin_steps=burnin, batch_size=batch_size, seed=seed)
-        cfg = SusceptibilityConfig(sgld=sgld, centring=centring, components=parse_csv(components), ctx=ctx,
-                                   n_base_seqs=n_probe_seqs, n_probe_seqs=n_probe_seqs, base_kind=base,
-                                   probe_kinds=parse_csv(probes) or [], seed=seed)
         comps = cfg.components or head_names(model)
+        extra = {} if induction_threshold is None else {"induction_threshold": induction_threshold}
         with progress() as bar, warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # shown below from the result's warnings
-            task = bar.add_task("SGLD full", total=(len(comps) + 1) * sgld.num_steps)
-            res = susceptibility_run(model, series.tokenizer, cfg, out, step, induction_threshold,
-                                     corpus=_corpus(corpus_size, 0),
+            task = bar.add_task("SGLD full", total=(len(comps) + 1) * cfg.sgld.num_steps)
+            res = susceptibility_run(model, series.tokenizer, cfg, out, step, corpus=_corpus(corpus_size, series_dir),
                                      on_component=lambda c: bar.update(task, description=f"SGLD after {c}"),
-                                     on_step=lambda _: bar.advance(task))
+                                     on_step=lambda _: bar.advance(task), **extra)
         r = res["response"]
-        show_table(f"response matrix χ at step {step} (probe × head, centring={centring})",
+        show_table(f"response matrix χ at step {step} (probe × head, centring={cfg.centring})",
                    [{"probe": p, **{c: float(r["matrix"][i][j]) for j, c in enumerate(r["components"])}}
                     for i, p in enumerate(r["probes"])])
         show_table("heads", [{k: h[k] for k in ("component", "induction_score", "llc_mean", "pc1", "pc2")
@@ -132,7 +153,7 @@ def susceptibility(
             console.print(f"[yellow]warning:[/yellow] {w}")
         if len(res["warnings"]) > 5:
             console.print(f"[yellow]… {len(res['warnings']) - 5} more SGLD warnings[/yellow]")
-        console.print(f"wrote {out / 'tables'} and {out / 'figures'}")
+        console.print(f"wrote {layout.tables_dir(out)} and {layout.figures_dir(out)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ontogeny.commands._common import console, progress, show_table, user_errors
+from ontogeny.commands._common import build_config, console, progress, set_option, show_table, user_errors
 
 
 def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: Path | None) -> None:
@@ -45,29 +45,35 @@ def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: P
 
 def study(
     config: Path = typer.Argument(..., help="Study config (TOML); see docs/study.md."),
+    set_: list[str] = set_option(),
     run_dir: Path = typer.Option(Path("runs/study"), "--run-dir", help="Run directory (resumed if it exists)."),
     backend: str = typer.Option(None, help="Override compute.backend: process or ray."),
     address: str = typer.Option(None, help="Ray cluster address (default: a local instance)."),
     report: Path = typer.Option(None, help="Also copy the report (index.html + PNGs) to this folder."),
 ) -> None:
     """Run a study: series -> activations -> dictionaries -> analyses -> report. Rerunning skips finished units."""
-    from ontogeny.config import load_config
+    from ontogeny.config import StudyConfig
 
     with user_errors():
-        _run(load_config(config), run_dir, backend, address, report)
+        _run(build_config(StudyConfig, config, set_, origin="study"), run_dir, backend, address, report)
 
 
 def demo(
     run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Run directory (resumed if it exists)."),
     report: Path = typer.Option(Path("report"), help="Folder for a copy of the report (index.html + PNGs)."),
+    set_: list[str] = set_option(),
     backend: str = typer.Option(None, help="process (default) or ray."),
     address: str = typer.Option(None, help="Ray cluster address."),
 ) -> None:
     """The study on the embedded default: trains the small series here, analyses it, writes the report."""
+    from ontogeny.config import StudyConfig
     from ontogeny.study.demo import demo_config
 
     with user_errors():
-        _run(demo_config(), run_dir, backend, address, report)
+        cfg = demo_config()
+        if set_:
+            cfg = build_config(StudyConfig, None, set_, base=cfg.model_dump(mode="json"), origin="demo")
+        _run(cfg, run_dir, backend, address, report)
 
 
 def query(

@@ -18,59 +18,69 @@ in which the paper computes RelDec.
 
 from __future__ import annotations
 
-import json
+import copy
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from torch import nn
 
-from ontogeny.dictionaries.config import DictionaryConfig
-from ontogeny.dictionaries.rules import Rule, make_rule
+from ontogeny.dictionaries.config import DictionaryConfig, RuleName, rule_fields
+from ontogeny.dictionaries.rules import RULES, Rule, make_rule
+from ontogeny.dictionaries.rules.aux_k import aux_codes, aux_loss, aux_size
+from ontogeny.dictionaries.saelens_io import CFG_FILE, WEIGHTS_FILE, read_folder, write_folder
 from ontogeny.dictionaries.state import StepOutput, TrainState
 from ontogeny.errors import ConfigError, StoreError
-from ontogeny.store.run import atomic_path
 
-WEIGHTS = "sae_weights.safetensors"
-CFG = "cfg.json"
+WEIGHTS = WEIGHTS_FILE
+CFG = CFG_FILE
 
 
-class CrossCoderConfig(BaseModel):
-    """Shape and sparsity of a crosscoder (defaults: the authors' L1 crosscoder)."""
+def _crosscoder_rule_fields() -> dict:
+    """The registry's rule fields; the L1 weight defaults to the crosscoder authors' 2.0 (SAE: 5.0)."""
+    fields = dict(rule_fields())
+    ann, info = fields["l1_coefficient"]
+    info = copy.copy(info)
+    info.default = 2.0
+    fields["l1_coefficient"] = (ann, info)
+    return fields
+
+
+class CrossCoderBase(BaseModel):
+    """Shape of a crosscoder, its k schedule and init; the rule's own fields come from the registry."""
 
     model_config = ConfigDict(extra="forbid")
 
     n_sources: int = Field(..., ge=1, description="K: number of checkpoints stacked in each input")
     d_in: int = Field(..., gt=0, description="D: width of one checkpoint's activation")
     d_sae: int = Field(..., gt=0, description="F: number of shared latents")
-    rule: Literal["relu", "batchtopk"] = Field("relu", description="relu (+ decoder-norm-weighted L1) or batchtopk")
-    l1_coefficient: float = Field(2.0, ge=0, description="relu: lambda of the L1 term (warmed up by the trainer)")
-    k: int = Field(32, gt=0, description="batchtopk: mean active latents per token at the end of annealing")
-    k_init: int | None = Field(None, gt=0, description="batchtopk: k at step 0 (authors: 1000), annealed to k")
-    k_anneal_steps: int = Field(0, ge=0, description="batchtopk: steps of linear k annealing (authors: 5000)")
-    aux_coefficient: float = Field(1 / 32, ge=0, description="batchtopk: weight of the aux-k loss")
-    k_aux: int | None = Field(None, gt=0, description="batchtopk: dead latents in aux-k (None: D/2)")
-    threshold_beta: float = Field(0.999, ge=0, lt=1, description="batchtopk: EMA decay of the threshold")
-    threshold_start_step: int = Field(1000, ge=0, description="batchtopk: first step of the threshold EMA")
+    rule: RuleName = Field("relu", description="activation rule from the registry (relu + decoder-norm-"
+                                               "weighted L1, the paper's; batchtopk; ...)")
+    k_init: int | None = Field(None, gt=0, description="k rules: k at step 0 (authors: 1000), annealed to k")
+    k_anneal_steps: int = Field(0, ge=0, description="k rules: steps of linear k annealing (authors: 5000)")
     dec_init_norm: float = Field(0.08, gt=0, description="initial norm of every decoder row d_{i,m}")
 
     @model_validator(mode="after")
-    def _check(self) -> CrossCoderConfig:
-        if self.rule == "batchtopk" and self.k > self.d_sae:
-            raise ConfigError(f"crosscoder k={self.k} exceeds d_sae={self.d_sae}")
+    def _check(self):
+        try:
+            self.rule_config(clamp=False)
+        except ConfigError as e:
+            raise ConfigError(f"crosscoder {e}") from e
         return self
 
-    def rule_config(self, k: int | None = None) -> DictionaryConfig:
+    def rule_config(self, k: int | None = None, clamp: bool = True) -> DictionaryConfig:
         """The `DictionaryConfig` the shared activation rule reads (the decoder stays free)."""
-        return DictionaryConfig(rule=self.rule, d_in=self.n_sources * self.d_in, d_sae=self.d_sae,
-                                k=min(k or self.k, self.d_sae), l1_coefficient=self.l1_coefficient,
-                                k_aux=self.k_aux, aux_coefficient=self.aux_coefficient,
-                                threshold_beta=self.threshold_beta, threshold_start_step=self.threshold_start_step,
+        fields = {name: getattr(self, name) for name in rule_fields()}
+        k = k or self.k
+        fields["k"] = min(k, self.d_sae) if clamp else k
+        return DictionaryConfig(rule=self.rule, d_in=self.n_sources * self.d_in, d_sae=self.d_sae, **fields,
                                 decoder_norm="free", apply_b_dec_to_input=False, fast=False)
+
+
+CrossCoderConfig = create_model("CrossCoderConfig", __base__=CrossCoderBase, __module__=__name__,
+                                **_crosscoder_rule_fields())
+CrossCoderConfig.__doc__ = "Shape and sparsity of a crosscoder (defaults: the authors' L1 crosscoder)."
 
 
 class CrossCoder(nn.Module):
@@ -114,8 +124,9 @@ class CrossCoder(nn.Module):
         return self.W_dec_FKD.norm(dim=-1) * self.scale_K
 
     def codes_from_pre(self, pre_BF: torch.Tensor) -> torch.Tensor:
-        """The activation rule; BatchTopK ranks pre-activations weighted by the decoder norms."""
-        if self.cfg.rule == "relu":
+        """The activation rule; rules that rank latents (top-k kinds) rank pre-activations weighted by the
+        summed decoder norms, as the paper's BatchTopK does."""
+        if not self.rule.ranks_latents:
             return self.rule(pre_BF)
         w_F = self.rank_weights().detach().clamp_min(1e-12)
         return self.rule(pre_BF * w_F) / w_F
@@ -133,11 +144,12 @@ class CrossCoder(nn.Module):
 
     # ----------------------------------------------------------------- training contract (state.py)
     def training_loss(self, x_BKD: torch.Tensor, state: TrainState) -> StepOutput:
-        """Reconstruction summed over checkpoints + L1 (relu) or aux-k (batchtopk); see module docstring."""
+        """Reconstruction summed over checkpoints (one term per nested prefix of the rule) + the rule's
+        coefficient * penalty (L1 weighted by summed decoder norms for relu) + aux-k for aux-k rules."""
         self._check_input(x_BKD)
         B = x_BKD.shape[0]
-        if self.cfg.rule == "batchtopk" and self.cfg.k_anneal_steps:
-            self.rule.cfg = self.cfg.rule_config(self._annealed_k(state.step))
+        if self.cfg.k_anneal_steps and self.rule.reads("k"):
+            self.rule.cfg = self.rule.cfg.model_copy(update={"k": self._annealed_k(state.step)})
         pre_BF = self.pre_activations(x_BKD)
         codes_BF = self.codes_from_pre(pre_BF)
         recon_BKD = self.decode(codes_BF)
@@ -146,12 +158,18 @@ class CrossCoder(nn.Module):
         mse = mse_K.sum()
         w_F = self.rank_weights()
         penalty = self.rule.penalty(codes_BF, pre_BF, None, w_F, B)
-        coef = self.cfg.l1_coefficient if self.cfg.rule == "relu" else 0.0
-        loss = mse + state.sparsity_scale * coef * penalty
+        loss = mse + state.sparsity_scale * self.rule.coefficient() * penalty
         metrics = {"mse": mse.detach(), "penalty": penalty.detach()}
-        if self.rule.uses_aux_k and self.cfg.aux_coefficient > 0 and state.dead_F is not None \
-                and bool(state.dead_F.any()):
-            aux = self._aux_loss(pre_BF, err_BKD.detach(), state.dead_F)
+        for w in self.rule.prefix_widths()[:-1]:  # nested prefixes (matryoshka rules)
+            part_BKD = torch.einsum("bf,fkd->bkd", codes_BF[:, :w], self.W_dec_FKD[:w]) + self.b_dec_KD
+            part = (x_BKD - part_BKD).pow(2).sum((-1, -2)).mean()
+            loss = loss + part
+            metrics[f"mse_prefix_{w}"] = part.detach()
+        dead_F = state.dead_F if self.rule.uses_aux_k and self.cfg.aux_coefficient > 0 else None
+        n_aux = aux_size(self.cfg.k_aux, self.cfg.n_sources * self.cfg.d_in, dead_F)
+        if n_aux:
+            aux_BKD = torch.einsum("bf,fkd->bkd", aux_codes(pre_BF, dead_F, n_aux), self.W_dec_FKD)
+            aux = aux_loss(err_BKD, aux_BKD)
             loss = loss + self.cfg.aux_coefficient * aux
             metrics["aux"] = aux.detach()
         with torch.no_grad():
@@ -161,25 +179,14 @@ class CrossCoder(nn.Module):
             metrics["fvu"] = mse.detach() / var_K.sum()
             active_BF = codes_BF.detach() != 0
             metrics["l0"] = active_BF.sum().float() / B
-            if self.cfg.rule == "batchtopk":
-                scaled = (codes_BF.detach() * w_F.detach())[active_BF]
-                self.rule.update(scaled, state.step)
+            ranked = codes_BF.detach() * w_F.detach() if self.rule.ranks_latents else codes_BF.detach()
+            self.rule.update(ranked[active_BF], state.step)
         return StepOutput(loss, metrics, active_BF.sum(0))
 
     def _annealed_k(self, step: int) -> int:
         k0 = self.cfg.k_init or self.cfg.k
         frac = min(1.0, step / self.cfg.k_anneal_steps)
         return max(1, round(k0 + (self.cfg.k - k0) * frac))
-
-    def _aux_loss(self, pre_BF: torch.Tensor, e_BKD: torch.Tensor, dead_F: torch.Tensor) -> torch.Tensor:
-        """aux-k: the top dead latents reconstruct the detached residual (no bias), / residual variance."""
-        n_aux = min(self.rule.cfg.aux_k, int(dead_F.sum()))
-        masked = pre_BF.masked_fill(~dead_F, float("-inf"))
-        vals, idx = masked.topk(n_aux, dim=-1, sorted=False)
-        aux_BF = torch.zeros_like(pre_BF).scatter(-1, idx, torch.relu(vals))
-        aux_BKD = torch.einsum("bf,fkd->bkd", aux_BF, self.W_dec_FKD)
-        denom = (e_BKD - e_BKD.mean(0)).pow(2).sum((-1, -2)).mean().clamp_min(1e-12)
-        return (e_BKD - aux_BKD).pow(2).sum((-1, -2)).mean() / denom
 
     @torch.no_grad()
     def initialize_from_batch(self, x_BKD: torch.Tensor, method: str = "zeros") -> None:
@@ -203,42 +210,44 @@ class CrossCoder(nn.Module):
 
     # ----------------------------------------------------------------- SAELens-style folder
     def save(self, folder: str | Path, metadata: dict | None = None) -> Path:
-        """Write `cfg.json` + `sae_weights.safetensors` (W_enc [K,D,F], W_dec [F,K,D], b_enc, b_dec, scale)."""
-        folder = Path(folder)
+        """Write `cfg.json` + `sae_weights.safetensors` (W_enc [K,D,F], W_dec [F,K,D], b_enc, b_dec, scale,
+        and the rule's tensors such as `threshold`) through the one SAELens-layout writer. The rule's
+        current k (`rule_k`, which differs from `k` while k is annealed) and its state are saved, so the
+        loaded crosscoder encodes exactly as this one."""
         tensors = {"W_enc": self.W_enc_KDF, "W_dec": self.W_dec_FKD, "b_enc": self.b_enc_F,
-                   "b_dec": self.b_dec_KD, "scale": self.scale_K}
-        thr = self.rule.threshold_F
-        if thr is not None:
-            tensors["threshold"] = thr
-        with atomic_path(folder) as tmp:
-            tmp.mkdir()
-            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-            cfg = {"architecture": "crosscoder", **self.cfg.model_dump(), **(metadata or {})}
-            (tmp / CFG).write_text(json.dumps(cfg, indent=2, sort_keys=True, default=str))
-        return folder
+                   "b_dec": self.b_dec_KD, "scale": self.scale_K, **self.rule.saelens_tensors()}
+        cfg = {"architecture": "crosscoder", **self.cfg.model_dump(mode="json"), **(metadata or {}),
+               "rule_state": {**self.rule.saelens_metadata(), "k": getattr(self.rule.cfg, "k", None)}}
+        return write_folder(folder, cfg, tensors)
 
     @classmethod
     def load(cls, folder: str | Path) -> CrossCoder:
         """Read a folder written by `save` (raises StoreError naming the file)."""
         folder = Path(folder)
-        where = folder / CFG
+        raw, t = read_folder(folder)
         try:
-            raw = json.loads(where.read_text())
             fields = {k: raw[k] for k in CrossCoderConfig.model_fields if k in raw}
             cc = cls(CrossCoderConfig(**fields))
-            where = folder / WEIGHTS
-            with safe_open(str(folder / WEIGHTS), framework="pt") as fh:
-                t = {k: fh.get_tensor(k) for k in fh.keys()}
-        except (OSError, ValueError, KeyError, SafetensorError) as e:
-            raise StoreError(f"cannot read crosscoder file {where}: {e}") from e
+        except (ValueError, TypeError) as e:
+            raise StoreError(f"cannot read crosscoder file {folder / CFG}: {e}") from e
+        state = raw.get("rule_state")
+        if state is None:  # written before rule_state existed: training ran to its end, so k is final
+            state = {"k": cc.cfg.k}
+        if state.get("k") and cc.rule.reads("k"):
+            cc.rule.cfg = cc.rule.cfg.model_copy(update={"k": min(int(state["k"]), cc.cfg.d_sae)})
+        need = {"W_enc": "W_enc_KDF", "W_dec": "W_dec_FKD", "b_enc": "b_enc_F", "b_dec": "b_dec_KD",
+                "scale": "scale_K"}
+        shapes = {name: tuple(getattr(cc, attr).shape) for name, attr in need.items()}
+        legacy = "rule_state" not in raw
+        shapes.update({name: shape for name, shape in RULES[cc.cfg.rule].saelens_tensor_shapes(cc.rule.cfg).items()
+                       if not (legacy and name not in t)})
+        for name, shape in shapes.items():
+            if name not in t or tuple(t[name].shape) != shape:
+                raise StoreError(f"{folder / WEIGHTS}: tensor {name!r} missing or of the wrong shape")
         with torch.no_grad():
-            for name, attr in (("W_enc", "W_enc_KDF"), ("W_dec", "W_dec_FKD"), ("b_enc", "b_enc_F"),
-                               ("b_dec", "b_dec_KD"), ("scale", "scale_K")):
-                if name not in t or t[name].shape != getattr(cc, attr).shape:
-                    raise StoreError(f"{folder / WEIGHTS}: tensor {name!r} missing or of the wrong shape")
+            for name, attr in need.items():
                 getattr(cc, attr).copy_(t[name])
-        if "threshold" in t:
-            cc.rule.load_threshold(t["threshold"])
+        cc.rule.load_saelens(t, state)
         return cc.eval()
 
 

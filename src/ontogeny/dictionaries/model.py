@@ -2,8 +2,9 @@
 
 `pre = (x - b_dec) W_enc + b_enc`, `codes = rule(pre)`, `x_hat = codes W_dec + b_dec` (SAELens layout:
 W_enc [d_in, d_sae], W_dec [d_sae, d_in]). Training loss = ||x - x_hat||^2 summed over D, averaged
-over tokens, + sparsity coefficient * rule penalty, + aux_coefficient * aux-k (topk/batchtopk, dead
-latents only; Gao et al. 2024: ||e - W_dec z_aux||^2 / ||e - mean(e)||^2 with e = x - x_hat detached).
+over tokens (one term per nested prefix the rule names, `rule.prefix_widths()`; one term for most rules),
++ the rule's coefficient * its penalty, + aux_coefficient * aux-k for rules that use it (`rules/aux_k.py`).
+The dictionary knows no rule by name: it asks the rule (`rules/base.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.rules import RULES, Rule, make_rule
+from ontogeny.dictionaries.rules.aux_k import aux_codes, aux_loss, aux_size, dead_top_cols
 from ontogeny.dictionaries.sparse import SparseCodes, row_dots, sparse_decode, sparse_encode, split_flat
 from ontogeny.dictionaries.state import StepOutput, TrainState
 from ontogeny.errors import ConfigError
@@ -74,13 +76,13 @@ class Dictionary(nn.Module):
         self._check_input(x_BD)
         B, F = x_BD.shape[0], self.cfg.d_sae
         dead_F = state.dead_F if self.rule.uses_aux_k and self.cfg.aux_coefficient > 0 else None
-        has_dead = dead_F is not None and bool(dead_F.any())
-        n_aux = min(self.cfg.aux_k, int(dead_F.sum())) if has_dead else 0
-        dec_norm_F = self.W_dec_FD.norm(dim=1) if self.cfg.rule == "relu" else None  # only L1 weighs by it
+        n_aux = aux_size(self.cfg.k_aux, self.cfg.d_in, dead_F)
+        dec_norm_F = self.W_dec_FD.norm(dim=1) if self.rule.penalty_uses_decoder_norm else None
+        widths = self.rule.prefix_widths()
 
-        dense_now = self.rule.name in ("relu", "jumprelu") and self._density > self.cfg.sparse_below
+        dense_now = self.rule.density_dependent and self._density > self.cfg.sparse_below
         if self.cfg.fast and not dense_now:
-            select = self._selector(dead_F if has_dead else None, n_aux)
+            select = self._selector(dead_F if n_aux else None, n_aux)
             pre_N, flat_N = sparse_encode(x_BD, self.W_enc_DF, self.b_enc_F, self.b_dec_D, select,
                                           self.cfg.apply_b_dec_to_input)
             n_main = select.n_main
@@ -88,11 +90,13 @@ class Dictionary(nn.Module):
             codes_N = self.rule.values(pre_N[:n_main], cols)
             kept_N = codes_N if state.policy is None else state.policy.mask(codes_N, cols, state)
             recon_BD = sparse_decode(SparseCodes(rows, cols, kept_N, offsets, B, F), self.W_dec_FD) + self.b_dec_D
+            prefix_BD = [sparse_decode(SparseCodes(rows, cols, kept_N * (cols < w), offsets, B, F),
+                                       self.W_dec_FD) + self.b_dec_D for w in widths[:-1]]
             penalty = self.rule.penalty(kept_N, pre_N[:n_main], cols, dec_norm_F, B)
-            aux_codes = None
+            aux_sparse = None
             if n_aux:
                 arows, acols, aoffs = split_flat(flat_N[n_main:], B, F)
-                aux_codes = SparseCodes(arows, acols, torch.relu(pre_N[n_main:]), aoffs, B, F)
+                aux_sparse = SparseCodes(arows, acols, torch.relu(pre_N[n_main:]), aoffs, B, F)
             codes_out = codes_N.detach()
             active = codes_out != 0
             fired_F = torch.bincount(cols[active], minlength=F)
@@ -104,27 +108,24 @@ class Dictionary(nn.Module):
                 cols_all = torch.arange(F, device=x_BD.device).repeat(B)
                 kept_BF = state.policy.mask(codes_BF.reshape(-1), cols_all, state).view(B, F)
             recon_BD = kept_BF @ self.W_dec_FD + self.b_dec_D
+            prefix_BD = [kept_BF[:, :w] @ self.W_dec_FD[:w] + self.b_dec_D for w in widths[:-1]]
             penalty = self.rule.penalty(kept_BF, pre_BF, None, dec_norm_F, B)
-            aux_codes = None
-            if n_aux:
-                masked = pre_BF.masked_fill(~dead_F, float("-inf"))
-                vals, idx = masked.topk(n_aux, dim=-1, sorted=False)
-                aux_codes = torch.zeros_like(pre_BF).scatter(-1, idx, torch.relu(vals))
+            aux_dense = aux_codes(pre_BF, dead_F, n_aux) if n_aux else None
             codes_out = codes_BF.detach()
             fired_F = (codes_out != 0).sum(0)
 
         err_BD = x_BD - recon_BD
         mse = err_BD.pow(2).sum(-1).mean()
-        coef = self.cfg.l1_coefficient if self.cfg.rule == "relu" else (
-            self.cfg.l0_coefficient if self.cfg.rule == "jumprelu" else 0.0)
-        loss = mse + state.sparsity_scale * coef * penalty
+        loss = mse + state.sparsity_scale * self.rule.coefficient() * penalty
         metrics = {"mse": mse.detach(), "penalty": penalty.detach()}
-        if aux_codes is not None:
-            e_BD = err_BD.detach()
-            aux_BD = (sparse_decode(aux_codes, self.W_dec_FD) if isinstance(aux_codes, SparseCodes)
-                      else aux_codes @ self.W_dec_FD)
-            denom = (e_BD - e_BD.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
-            aux = (e_BD - aux_BD).pow(2).sum(-1).mean() / denom
+        for w, part_BD in zip(widths, prefix_BD, strict=False):  # nested prefixes (matryoshka rules)
+            part = (x_BD - part_BD).pow(2).sum(-1).mean()
+            loss = loss + part
+            metrics[f"mse_prefix_{w}"] = part.detach()
+        if n_aux:
+            aux_BD = (sparse_decode(aux_sparse, self.W_dec_FD) if self.cfg.fast and not dense_now
+                      else aux_dense @ self.W_dec_FD)
+            aux = aux_loss(err_BD, aux_BD)
             loss = loss + self.cfg.aux_coefficient * aux
             metrics["aux"] = aux.detach()
         with torch.no_grad():
@@ -152,9 +153,7 @@ class Dictionary(nn.Module):
             if dead_F is None or n_aux == 0:
                 return main
             B, F = pre_BF.shape
-            dead_idx = torch.nonzero(dead_F, as_tuple=True)[0]
-            top = pre_BF.detach()[:, dead_idx].topk(n_aux, dim=-1, sorted=False).indices
-            cols = dead_idx[top].sort(dim=-1).values
+            cols = dead_top_cols(pre_BF, dead_F, n_aux)
             aux = (cols + torch.arange(B, device=pre_BF.device)[:, None] * F).reshape(-1)
             return torch.cat([main, aux])
 

@@ -1,10 +1,17 @@
-"""Units of work over an activation store: train one dictionary per (checkpoint, site), all units in
-one pass over their data, each written atomically to `<run>/dictionaries/step_{step:06d}/<site>/`.
-A unit already on disk is skipped, so a stopped run resumes where it stopped.
+"""Units of work that train dictionaries: one per (checkpoint, site), written atomically to
+`<run>/dictionaries/step_{step:06d}/<site>/`; a unit already on disk is skipped, so a stopped run resumes.
+
+Two data paths: `train_store_dictionaries` reads cached activations (an ActivationStore, small studies
+and tests); `stream_checkpoint_dictionaries` streams them from one forward pass of the checkpoint over
+corpus windows (`dictionaries/stream.py`), every site of the checkpoint training in the same pass, for a
+token budget per dictionary (`StreamConfig.training_tokens`). `evaluate_dictionaries` measures each on
+the held-out evaluation set and `write_dictionaries_table` writes `tables/dictionaries.parquet`.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +22,9 @@ from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.model import Dictionary
 from ontogeny.dictionaries.saelens_io import CFG_FILE, save_dictionary
 from ontogeny.dictionaries.train import TrainConfig, train_many
-from ontogeny.errors import StoreError
+from ontogeny.errors import ConfigError, StoreError
 from ontogeny.series.load import step_dir
-from ontogeny.store.run import tensor_hash
+from ontogeny.store.run import file_hash, tensor_hash
 
 
 def dictionary_dir(run: str | Path, step: int, site: str) -> Path:
@@ -85,3 +92,147 @@ def _train_group(store, run, units, dict_cfg, train_cfg, batch_size, n_epochs, s
         rows.append({"step": step, "site": site, "path": str(path),
                      **{k: v for k, v in res.final().items() if k in ("fvu", "l0", "dead_frac")}})
     return rows
+
+
+# ---------------------------------------------------------------------------------------- streamed units
+def stream_train(model, windows, dictionaries: dict[str, torch.nn.Module], train_cfg: TrainConfig,
+                 stream, warm_sites: Sequence[str] = (), device: str | torch.device | None = None,
+                 on_step: Callable[[int, int], Any] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train every site's dictionary of one checkpoint in ONE streamed pass; returns (results, scales).
+
+    `model` runs forward on `windows.batches(stream.forward_seqs)`; all sites of `dictionaries` are
+    captured at once, mixed in a `MixingBuffer` of `stream.buffer_tokens` rows on `device` and fed to
+    `train_many` for `stream.n_steps` steps of `stream.batch_size` tokens. With `stream.normalize`, each
+    site's rows are scaled by s = sqrt(D / mean ||x||^2) estimated on the first buffer fill and s is folded
+    into the weights afterwards. Sites in `warm_sites` hold a raw-space dictionary of the previous
+    checkpoint: it is brought into this checkpoint's scaled space (fold by 1/s) and trained with an
+    L2 pull of weight `stream.l2_pull` toward that starting point (`AnchoredDictionary`).
+    """
+    import itertools
+
+    from ontogeny.dictionaries.stream import AnchoredDictionary, MixingBuffer, activation_chunks, input_scale
+
+    sites = list(dictionaries)
+    n_steps = stream.n_steps
+    if n_steps < 1:
+        raise ConfigError(f"training_tokens={stream.training_tokens} is less than one batch of {stream.batch_size}")
+    train_device = torch.device(device) if device is not None else next(dictionaries[sites[0]].parameters()).device
+    chunks = activation_chunks(model, windows.batches(stream.forward_seqs), sites, train_device)
+    scales = dict.fromkeys(sites, 1.0)
+    if stream.normalize:
+        first, n = [], 0
+        while n < min(stream.buffer_tokens, stream.training_tokens):
+            first.append(next(chunks))
+            n += first[-1][sites[0]].shape[0]
+        scales = {s: input_scale(torch.cat([c[s] for c in first])) for s in sites}
+        chunks = itertools.chain(first, chunks)
+    models = []
+    for s in sites:
+        d = dictionaries[s]
+        if s in warm_sites:
+            d.fold_input_scale(1.0 / scales[s])  # raw space of the previous dictionary -> this scaled space
+            d = AnchoredDictionary(d, stream.l2_pull)
+        models.append(d)
+    buffer = MixingBuffer(stream.buffer_tokens, stream.batch_size, stream.seed, train_device)
+    data = ([b[s] * scales[s] for s in sites] for b in buffer.batches(chunks))
+    tcfg = train_cfg.model_copy(update={"normalize": "none"})
+    results = train_many(models, itertools.islice(data, n_steps), tcfg, total_steps=n_steps,
+                         on_step=(lambda i, _rows: on_step(i, n_steps)) if on_step else None)
+    for s, m in zip(sites, models, strict=True):
+        if scales[s] != 1.0:
+            m.fold_input_scale(scales[s])
+    out = {}
+    for s, r in zip(sites, results, strict=True):
+        r.scale = scales[s]
+        out[s] = r
+    return out, {"max_buffer_rows": buffer.max_held, **{f"scale/{s}": v for s, v in scales.items()}}
+
+
+def stream_checkpoint_dictionaries(run: str | Path, model, step: int, sites: Sequence[str], dict_cfg: dict[str, Any],
+                                   train_cfg: TrainConfig, stream, windows, previous_step: int | None = None,
+                                   source: dict[str, Any] | None = None, device: str | torch.device | None = None,
+                                   force: bool = False, on_step: Callable[[int, int], Any] | None = None,
+                                   ) -> list[dict[str, Any]]:
+    """The streamed unit of work of one checkpoint: train the missing sites' dictionaries, save each atomically.
+
+    `dict_cfg` holds DictionaryConfig fields except d_in (each site's width comes from the model).
+    Initialisation (`stream.init`): "shared" builds `Dictionary(cfg, seed=stream.seed)`, the same
+    weights for a site at every checkpoint; "warm" loads the dictionary of `previous_step` (which must be
+    on disk; None at the first checkpoint, which then uses the shared init). `source` describes the
+    training tokens (corpus hash, split) for the metadata. Each cfg.json records `training_tokens`.
+    """
+    from ontogeny.dictionaries.saelens_io import load_dictionary
+    from ontogeny.dictionaries.stream import StreamConfig
+
+    from ontogeny.series.sites import site_width
+
+    stream = stream if isinstance(stream, StreamConfig) else StreamConfig.model_validate(stream)
+    todo = [s for s in sites if force or not (dictionary_dir(run, step, s) / CFG_FILE).exists()]
+    if not todo:
+        return []
+    warm = stream.init == "warm" and previous_step is not None
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dicts, init_from = {}, {}
+    for s in todo:
+        if warm:
+            prev = dictionary_dir(run, previous_step, s)
+            if not (prev / CFG_FILE).exists():
+                raise StoreError(f"warm start of step {step}, site {s}: no dictionary of the previous step "
+                                 f"{previous_step} at {prev}")
+            dicts[s] = load_dictionary(prev, device=dev).train()
+            init_from[s] = {"step": previous_step, "hash": file_hash(prev)}
+        else:
+            cfg = DictionaryConfig(d_in=site_width(model, s), **dict_cfg)
+            dicts[s] = Dictionary(cfg, seed=stream.seed).to(dev)
+            init_from[s] = {"seed": stream.seed}
+    results, info = stream_train(model, windows, dicts, train_cfg, stream, warm_sites=todo if warm else (),
+                                 device=dev, on_step=on_step)
+    rows = []
+    for s in todo:
+        d, res = dicts[s], results[s]
+        path = dictionary_dir(run, step, s)
+        meta = {"checkpoint_step": step, "site": s, "hook_name": s, "training_tokens": res.tokens,
+                "training_steps": res.steps, "init": "warm" if warm else "shared", "init_from": init_from[s],
+                "stream_config": stream.model_dump(mode="json"), "train_config": train_cfg.model_dump(mode="json"),
+                "training_source": dict(source or {}), "input_scale_folded": res.scale,
+                "final_metrics": res.final()}
+        save_dictionary(d.cpu(), path, meta, inputs={"training_source": json.dumps(source or {}, sort_keys=True)})
+        rows.append({"step": step, "site": s, "path": str(path), "training_tokens": res.tokens,
+                     **{f"train_{k}": v for k, v in res.final().items() if k in ("fvu", "l0", "dead_frac")}})
+    return rows
+
+
+def evaluate_dictionaries(run: str | Path, model, store, step: int, sites: Sequence[str],
+                          splice_seqs: int = 16) -> list[dict[str, Any]]:
+    """Held-out quality of one checkpoint's dictionaries: FVU, L0, dead fraction on the evaluation set's
+    activations (`store`, never trained on) and CE/KL recovered when spliced into `model` on its first
+    `splice_seqs` sequences (model None: the splice columns say "not measured" as None)."""
+    from ontogeny.dictionaries.metrics import reconstruction_metrics, splice_metrics
+    from ontogeny.dictionaries.saelens_io import load_dictionary, read_cfg
+
+    rows = []
+    for s in sites:
+        path = dictionary_dir(run, step, s)
+        d = load_dictionary(path)
+        meta = read_cfg(path).get("metadata") or {}
+        rec = reconstruction_metrics(d, store.load(step, s))
+        row = {"step": step, "site": s, "training_tokens": meta.get("training_tokens"),
+               "init": meta.get("init"), "eval_tokens": int(store.token_ids.numel()),
+               "fvu": rec["fvu"], "l0": rec["l0"], "dead_frac": rec["dead_frac"], "dense_frac": rec["dense_frac"],
+               "ce_clean": None, "ce_dict": None, "ce_zero": None, "ce_recovered": None, "kl_recovered": None}
+        if model is not None and splice_seqs > 0:
+            dev = next(model.parameters()).device
+            sp = splice_metrics(model, store.token_ids[:splice_seqs], s, d.to(dev))
+            row.update({k: (None if isinstance(sp[k], float) and math.isnan(sp[k]) else sp[k])
+                        for k in ("ce_clean", "ce_dict", "ce_zero", "ce_recovered", "kl_recovered")})
+        rows.append(row)
+    return rows
+
+
+def write_dictionaries_table(run: str | Path, rows: Sequence[dict[str, Any]], config: Any = None) -> Path:
+    """`<run>/tables/dictionaries.parquet`: one held-out quality row per (step, site), sorted."""
+    from ontogeny.store.run import provenance
+    from ontogeny.store.tables import write_table
+
+    rows = sorted(rows, key=lambda r: (r["step"], r["site"]))
+    return write_table(Path(run) / "tables" / "dictionaries.parquet", rows, provenance(config))

@@ -4,8 +4,17 @@ Identity by function: Pearson correlation of activation columns over one shared 
 the Hungarian algorithm over alive x alive features (RDT `_phase5_feature_matching`, the method the
 life-history paper most likely used). Identity by direction: cosine of unit decoder rows, reported
 for every pair as a second signal. Classes: stable r >= stable_r, transformed r >= transformed_r,
-died otherwise; born = alive next-checkpoint feature claimed by no continuing pair. Splits and merges
-(PROPOSAL): an unclaimed feature whose r with a continuing feature's partner is >= split_r.
+died otherwise; born = alive next-checkpoint feature claimed by no continuing pair.
+
+Splits and merges (PROPOSAL), decided from the parent's side: an unclaimed feature j at b is a split
+child of a continuing feature i at a when (1) overlap(j in i) = |fires_j(b) ∩ fires_i(a)| / |fires_j(b)|
+>= split_overlap (the child fires where the parent fired) and (2) cos(d_i, d_j) >= split_cos (its
+direction comes from the parent's). A newborn feature nested inside a continuing one passes (1) but
+not (2): it is born, a hierarchy child. Merges mirror this: an unclaimed feature i at a is absorbed by a
+continued feature j at b when overlap(i in j) >= split_overlap and cos(d_i, d_j) >= split_cos. Each
+candidate takes the parent with the largest overlap among those passing. The correlation between the
+two children plays no part (children that share the parent's support correlate strongly).
+Without decoders only (1) is tested, so nested newborn features are then counted as splits.
 """
 
 from __future__ import annotations
@@ -90,11 +99,6 @@ def _pearson(sab, sa, saa, sb, sbb, n: int) -> np.ndarray:
     return r.clamp(-1, 1).numpy()
 
 
-def pair_correlation(codes_NF: torch.Tensor, i: int, j: int) -> float:
-    """Pearson r between two columns of one checkpoint's codes (0 when either is constant)."""
-    return float(correlation(codes_NF[:, [i]], codes_NF[:, [j]])[0, 0])
-
-
 def decoder_cosine(W_dec_a_FD: torch.Tensor, W_dec_b_GD: torch.Tensor) -> np.ndarray:
     """Cosine between every pair of decoder rows (feature directions), [F, G]."""
     a = torch.nn.functional.normalize(W_dec_a_FD.double(), dim=1)
@@ -163,31 +167,30 @@ def match_checkpoints(codes_a_NF: torch.Tensor, codes_b_NG: torch.Tensor, W_dec_
             cls = "stable" if r >= cfg.stable_r else "transformed"
             pairs.append((i, j, r, float(cos_FG[i, j]), cls))
             claimed_a.add(i); claimed_b.add(j)
-    # Unclaimed features: splits (extra child of a continuing a-feature) or births; merges or deaths.
-    # A split child must be distinct from its parent's continuation at checkpoint b (r_b < split_r);
-    # one nested inside it is a newborn hierarchy child, not a split. Merges mirror this at checkpoint a.
     cont_a = np.array(sorted(claimed_a), dtype=np.int64)
     cont_b = np.array(sorted(claimed_b), dtype=np.int64)
-    partner_b = {p[0]: p[1] for p in pairs}
-    partner_a = {p[1]: p[0] for p in pairs}
+    fa, fb = fires(codes_a_NF, cfg), fires(codes_b_NG, cfg)
+    both_FG = (fa.T @ fb).toarray()                     # tokens where a_i and b_j both fire
+    n_a, n_b = np.asarray(fa.sum(0)).ravel(), np.asarray(fb.sum(0)).ravel()
+    in_parent_FG = both_FG / np.maximum(n_b, 1)[None, :]   # overlap(j in i): share of j's firings inside i's
+    in_child_FG = both_FG / np.maximum(n_a, 1)[:, None]    # overlap(i in j): share of i's firings inside j's
+    same_dir = (np.nan_to_num(cos_FG, nan=1.0) >= cfg.split_cos)
     splits, born, merges = [], [], []
     for j in cols.tolist():
         if j in claimed_b:
             continue
-        i_best, r_best = _best(r_FG[:, j], cont_a)
-        if i_best >= 0 and r_best >= cfg.split_r and \
-                pair_correlation(codes_b_NG, partner_b[i_best], j) < cfg.split_r:
-            splits.append((i_best, j, r_best, float(cos_FG[i_best, j])))
+        i_best = _parent(in_parent_FG[cont_a, j], same_dir[cont_a, j], cont_a, cfg.split_overlap)
+        if i_best >= 0:
+            splits.append((i_best, j, float(r_FG[i_best, j]), float(cos_FG[i_best, j])))
         else:
             i_any, r_any = _best(r_FG[:, j], rows)
             born.append((j, i_any, r_any, float(cos_FG[i_any, j]) if i_any >= 0 else float("nan")))
     for i in rows.tolist():
         if i in claimed_a:
             continue
-        j_best, r_best = _best(r_FG[i, :], cont_b)
-        if j_best >= 0 and r_best >= cfg.split_r and \
-                pair_correlation(codes_a_NF, partner_a[j_best], i) < cfg.split_r:
-            merges.append((i, j_best, r_best, float(cos_FG[i, j_best])))
+        j_best = _parent(in_child_FG[i, cont_b], same_dir[i, cont_b], cont_b, cfg.split_overlap)
+        if j_best >= 0:
+            merges.append((i, j_best, float(r_FG[i, j_best]), float(cos_FG[i, j_best])))
         else:
             j_any, r_any = _best(r_FG[i, :], cols)
             died.append((i, j_any, r_any, float(cos_FG[i, j_any]) if j_any >= 0 else float("nan")))
@@ -199,6 +202,19 @@ def match_checkpoints(codes_a_NF: torch.Tensor, codes_b_NG: torch.Tensor, W_dec_
         agree = float(np.mean([dmap.get(p[0]) == p[1] for p in pairs]))
     null = permutation_null(codes_a_NF[:, rows], codes_b_NG[:, cols], cfg, seed) if cfg.n_null else {}
     return Match(pairs, died, born, splits, merges, alive_a, alive_b, agree, null)
+
+
+def fires(codes_NF: torch.Tensor, cfg: MatchConfig) -> sp.csr_matrix:
+    """Where each feature fires (|a| > fire_eps), as a sparse 0/1 [N, F] matrix."""
+    return to_csr((codes_NF.abs() > cfg.fire_eps).float())
+
+
+def _parent(overlap: np.ndarray, same_dir: np.ndarray, among: np.ndarray, min_overlap: float) -> int:
+    """The candidate parent with the largest overlap among those passing both tests, or -1."""
+    ok = (overlap >= min_overlap) & same_dir
+    if not ok.any():
+        return -1
+    return int(among[np.flatnonzero(ok)[np.argmax(overlap[ok])]])
 
 
 def _best(r_row: np.ndarray, among: np.ndarray) -> tuple[int, float]:

@@ -1,16 +1,29 @@
-"""Planted life histories: dictionaries over a checkpoint series with known births, deaths, transforms,
-splits, merges, a stable carrier core and a co-activation hierarchy, for tests and the docs.
+"""Planted life histories generated through the real encoder path, for tests, benchmarks and the docs.
 
-Each site holds "atoms" (ground-truth features): a token support, a decoder direction and an alive
-interval of checkpoints. Codes at checkpoint k place every alive atom in a random slot of a width-F
-dictionary (x_n * 1[n in support], x_n a per-token intensity shared across checkpoints, so an unchanged
-atom correlates at r = 1 with itself). A transform keeps `transform_keep` of the support (r ~ keep);
-a split gives children 60% / 40% of the parent's tokens (r ~ 0.77 / 0.63), a merge is the reverse.
+Why: a test of matching, lineages, splits or the scaffold is only worth something if the codes it reads
+come out of a dictionary's encoder, with the interference and thresholding that implies, and if the
+truth was planted independently of the code under test.
+
+Each site holds "atoms" (ground-truth features): a token support, a unit direction in R^D and an alive
+interval of checkpoints. At checkpoint k the activations are x_n = Σ_{alive a} c_a(n) d_a + σ ε_n with
+c_a(n) = s_n 1[n ∈ support_a] (s_n a per-token intensity shared across checkpoints, so an unchanged
+atom correlates at r ≈ 1 with itself; times exp(noise ε) per atom and token, plus spurious firings on a
+share 0.02 noise of tokens) and σ = 0.1 noise. The checkpoint's `Dictionary` (ReLU rule) has the alive
+atoms' directions as decoder rows in random slots and the rows of their pseudo-inverse as encoder
+columns (b_enc = -threshold); unused slots never fire. The codes are `Dictionary.encode(x)`.
+
+Planted events per transition: births, deaths, transforms (keep `transform_keep` of the support, the
+rest moves), splits (two children share the parent's support: the continuation keeps 85% of it, the
+split child fires on another 60% of it, their directions near the parent's) and merges (the larger
+atom continues onto its own support plus 80% of the smaller one's; direction between the two).
+Carriers: atoms alive and unchanged throughout whose support contains the supports of `n_children`
+atoms (quarters of it, born over training, at the carrier's site or the next one): a planted hierarchy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,19 +43,22 @@ class Atom:
     origin: str = "initial"    # initial | born | stable | transformed | split | merge-target
     parent: int = -1           # uid of the predecessor (transform / split / merge), -1 if none
     carrier_of: int = -1       # uid of the carrier whose support contains this atom's, -1 if none
-    lineage: int = -1
+    absorbed: int = -1         # merge-target: uid of the atom it absorbed
 
 
 @dataclass
 class PlantedSeries:
-    """Codes and decoders per site and checkpoint, plus the truth they were planted from."""
+    """Activations, dictionaries and their codes per site and checkpoint, plus the truth planted."""
 
     steps: list[int]
     sites: list[str]
-    codes: dict[str, list[torch.Tensor]]          # site -> [K] codes_NF
+    codes: dict[str, list[torch.Tensor]]          # site -> [K] codes_NF (Dictionary.encode of acts)
     W_dec: dict[str, list[torch.Tensor]]          # site -> [K] W_dec_FD
+    acts: dict[str, list[torch.Tensor]]           # site -> [K] acts_ND
+    dictionaries: dict[str, list]                 # site -> [K] Dictionary
     slots: dict[str, list[dict[int, int]]]        # site -> [K] {atom uid: slot}
     atoms: dict[str, list[Atom]]
+    seq_len: int = 50
     events: set[tuple[str, int, str, int, int]] = field(default_factory=set)  # (site, t, kind, i, j)
     carriers: set[tuple[str, int]] = field(default_factory=set)              # (site, final slot)
     scaffold_final: set[tuple[str, int]] = field(default_factory=set)        # carriers + descendants
@@ -54,29 +70,46 @@ class PlantedSeries:
                 out[kind] += 1
         return out
 
+    def token_ids(self) -> torch.Tensor:
+        """Token ids [S, T] for a run directory: any ids, shaped into sequences of seq_len."""
+        n = self.codes[self.sites[0]][0].shape[0]
+        return (torch.arange(n) % 97).reshape(n // self.seq_len, self.seq_len)
+
+
+DEFAULT_STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 100, 1000, 2000, 4000, 6000, 8000, 10000]
+
 
 def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("blocks.0.hook_resid_post",
-                   "blocks.1.hook_resid_post"), n_tokens: int = 4000, width: int = 96, d_model: int = 32,
-                   n_carriers: int = 3, n_children: int = 3, n_core: int = 6, n_initial: int = 20,
+                   "blocks.1.hook_resid_post"), n_tokens: int = 4000, width: int = 96, d_model: int = 80,
+                   n_carriers: int = 3, n_children: int = 3, n_core: int = 6, n_initial: int = 36,
                    carrier_frac: float = 0.06, atom_frac: float = 0.03,
                    early_events: int = 3, late_events: int = 1, n_early: int | None = None,
-                   noise: float = 0.0, transform_keep: float = 0.35, seed: int = 0) -> PlantedSeries:
+                   noise: float = 0.0, transform_keep: float = 0.35, threshold: float = 0.1,
+                   seq_len: int = 50, seed: int = 0) -> PlantedSeries:
     """Build a planted series; `early_events` of each kind per early transition, `late_events` later.
 
     Early transitions are the first `n_early` (default: those ending at step <= 1% of the last step).
-    `noise` adds multiplicative intensity noise and spurious firings on that share of tokens.
+    `noise` in [0, 0.5]: intensity noise, spurious firings and Gaussian activation noise (module doc).
     """
-    steps = steps or [0, 1, 2, 4, 8, 16, 32, 64, 100, 1000, 2000, 4000, 6000, 8000, 10000]
+    steps = list(steps or DEFAULT_STEPS)
     K = len(steps)
+    if not 0 <= noise <= 0.5:
+        raise ConfigError(f"noise={noise}: use 0 <= noise <= 0.5")
+    if n_tokens % seq_len:
+        raise ConfigError(f"n_tokens={n_tokens} must be a multiple of seq_len={seq_len}")
     if n_early is None:
         n_early = sum(1 for t in range(K - 1) if steps[t + 1] <= 0.01 * steps[-1])
     rng = np.random.default_rng(seed)
-    out = PlantedSeries(steps=list(steps), sites=list(sites), codes={}, W_dec={}, slots={}, atoms={})
+    out = PlantedSeries(steps=steps, sites=list(sites), codes={}, W_dec={}, acts={}, dictionaries={}, slots={},
+                        atoms={}, seq_len=seq_len)
     uid = [0]
 
     def new_atom(support, direction, start, end, **kw) -> Atom:
         uid[0] += 1
         return Atom(uid[0], np.sort(support), direction / np.linalg.norm(direction), start, end, **kw)
+
+    def near(direction, spread):
+        return direction + spread * rng.normal(size=d_model) / np.sqrt(d_model)
 
     free = np.arange(n_tokens)
     carrier_blocks: list[tuple[str, Atom]] = []
@@ -95,8 +128,6 @@ def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("bl
     def random_support():
         return rng.choice(free, size=int(atom_frac * n_tokens), replace=False)
 
-    # Children: disjoint quarters of a carrier's support, at the carrier's site or the next one, born at
-    # a random checkpoint and alive to the end (so recruitment into the scaffold grows over training).
     if n_children > 4:
         raise ConfigError(f"n_children={n_children}: at most 4 (children are quarters of a carrier)")
     for site, car in carrier_blocks:
@@ -118,12 +149,17 @@ def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("bl
             n_ev = early_events if t < n_early else late_events
             live = [a for a in pool if a.start <= t and a.end == K - 1]
             rng.shuffle(live)
-            if len(live) < 5 * n_ev:
-                raise ConfigError(f"n_initial={n_initial} too small for {n_ev} events of each kind")
             full = [a for a in live if len(a.support) >= int(atom_frac * n_tokens)]
             splitters = full[:n_ev]
             rest = [a for a in live if a not in splitters]
-            deaths, transforms, merging = rest[:n_ev], rest[n_ev:2 * n_ev], rest[2 * n_ev:4 * n_ev]
+            # a split child and its sibling overlap and point alike: one of them dying would be a merge
+            # into the other, so neither dies nor merges while both are alive (they may transform or split)
+            siblings = {a.parent for a in live if a.origin == "split"}
+            lone = [a for a in rest if not (a.origin in ("stable", "split") and a.parent in siblings)]
+            transforms = [a for a in rest if a not in lone][:n_ev]
+            transforms += [a for a in lone if a not in transforms][:n_ev - len(transforms)]
+            lone = [a for a in lone if a not in transforms]
+            deaths, merging = lone[:n_ev], lone[n_ev:3 * n_ev]
             if len(splitters) < n_ev or len(merging) < 2 * n_ev:
                 raise ConfigError(f"n_initial={n_initial} too small for {n_ev} events of each kind")
             new = []
@@ -135,55 +171,81 @@ def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("bl
                 a.end = t
                 keep = rng.choice(a.support, size=int(round(transform_keep * len(a.support))), replace=False)
                 moved = rng.choice(np.setdiff1d(free, a.support), size=len(a.support) - len(keep), replace=False)
-                new.append(new_atom(np.concatenate([keep, moved]), a.direction + 0.8 * rng.normal(size=d_model)
-                                    / np.sqrt(d_model), t + 1, K - 1, origin="transformed", parent=a.uid))
-            for a in splitters:  # 60% continues the lineage, 40% splits off
+                new.append(new_atom(np.concatenate([keep, moved]), near(a.direction, 0.8), t + 1, K - 1,
+                                    origin="transformed", parent=a.uid))
+            for a in splitters:  # two children sharing the parent's support; the larger continues it
                 a.end = t
-                perm = rng.permutation(a.support)
-                cut = int(round(0.6 * len(perm)))
-                for part, origin in ((perm[:cut], "stable"), (perm[cut:], "split")):
-                    new.append(new_atom(part, a.direction + 0.3 * rng.normal(size=d_model) / np.sqrt(d_model),
-                                        t + 1, K - 1, origin=origin, parent=a.uid))
-            for a, b in zip(merging[0::2], merging[1::2]):  # the bigger continues and absorbs part of the other
+                n = len(a.support)
+                cont = rng.choice(a.support, size=int(round(0.85 * n)), replace=False)
+                child = rng.choice(a.support, size=int(round(0.6 * n)), replace=False)
+                new.append(new_atom(cont, near(a.direction, 0.3), t + 1, K - 1, origin="stable", parent=a.uid))
+                new.append(new_atom(child, near(a.direction, 0.5), t + 1, K - 1, origin="split", parent=a.uid))
+            for a, b in zip(merging[0::2], merging[1::2]):  # the larger continues and absorbs most of the other
                 a.end = t; b.end = t
                 big, small = (a, b) if len(a.support) >= len(b.support) else (b, a)
-                part = rng.choice(small.support, size=min(len(small.support), int(len(big.support) * 2 / 3)),
-                                  replace=False)
-                m = new_atom(np.union1d(big.support, part), big.direction, t + 1, K - 1,
-                             origin="merge-target", parent=big.uid)
-                m.carrier_of = -2 - small.uid  # remember the absorbed atom
-                new.append(m)
+                part = rng.choice(small.support, size=int(round(0.8 * len(small.support))), replace=False)
+                new.append(new_atom(np.union1d(big.support, part), big.direction + 0.8 * small.direction, t + 1,
+                                    K - 1, origin="merge-target", parent=big.uid, absorbed=small.uid))
             atoms.extend(new); pool.extend(new)
-    _materialise(out, n_tokens, width, d_model, noise, rng)
+    _materialise(out, n_tokens, width, d_model, noise, threshold, rng)
     _truth(out)
     return out
 
 
-def _materialise(out: PlantedSeries, n_tokens: int, width: int, d_model: int, noise: float,
+def _dictionary(W_FD: np.ndarray, alive_slots: list[int], threshold: float):
+    """A ReLU `Dictionary` whose alive slots decode to the atoms and encode by their pseudo-inverse."""
+    from ontogeny.dictionaries.config import DictionaryConfig
+    from ontogeny.dictionaries.model import Dictionary
+
+    F, D = W_FD.shape
+    d = Dictionary(DictionaryConfig(rule="relu", d_in=D, d_sae=F), seed=0)
+    W_enc = W_FD.T.copy()
+    b_enc = np.full(F, -1e3)  # unused slots never fire
+    if alive_slots:
+        W_enc[:, alive_slots] = np.linalg.pinv(W_FD[alive_slots])
+        b_enc[alive_slots] = -threshold
+    with torch.no_grad():
+        d.W_dec_FD.copy_(torch.from_numpy(W_FD).float())
+        d.W_enc_DF.copy_(torch.from_numpy(W_enc).float())
+        d.b_enc_F.copy_(torch.from_numpy(b_enc).float())
+        d.b_dec_D.zero_()
+    return d.eval()
+
+
+def _materialise(out: PlantedSeries, n_tokens: int, width: int, d_model: int, noise: float, threshold: float,
                  rng: np.random.Generator) -> None:
     K = len(out.steps)
     for site in out.sites:
-        x_N = rng.uniform(0.5, 1.5, size=n_tokens)
-        out.codes[site], out.W_dec[site], out.slots[site] = [], [], []
+        s_N = rng.uniform(0.5, 1.5, size=n_tokens)
+        for name in ("codes", "W_dec", "acts", "dictionaries", "slots"):
+            getattr(out, name)[site] = []
         for k in range(K):
             alive = [a for a in out.atoms[site] if a.start <= k <= a.end]
-            if len(alive) > width:
-                raise ConfigError(f"{len(alive)} atoms alive at checkpoint {k} of {site}; raise width={width}")
+            if len(alive) > min(width, d_model):
+                raise ConfigError(f"{len(alive)} atoms alive at checkpoint {k} of {site}; raise width={width} "
+                                  f"and d_model={d_model}")
             slot_of = dict(zip([a.uid for a in alive], rng.permutation(width)[:len(alive)].tolist()))
-            codes = np.zeros((n_tokens, width), dtype=np.float32)
-            W = rng.normal(size=(width, d_model)).astype(np.float32)
+            W = rng.normal(size=(width, d_model))
             W /= np.linalg.norm(W, axis=1, keepdims=True)
+            acts = np.zeros((n_tokens, d_model))
             for a in alive:
                 col = np.zeros(n_tokens)
-                col[a.support] = x_N[a.support]
+                col[a.support] = s_N[a.support]
                 if noise > 0:
                     col[a.support] *= np.exp(noise * rng.normal(size=len(a.support)))
                     extra = rng.random(n_tokens) < noise * 0.02
                     col[extra] += rng.uniform(0.5, 1.5, size=int(extra.sum()))
-                codes[:, slot_of[a.uid]] = col
+                acts += col[:, None] * a.direction[None, :]
                 W[slot_of[a.uid]] = a.direction
-            out.codes[site].append(torch.from_numpy(codes))
-            out.W_dec[site].append(torch.from_numpy(W))
+            if noise > 0:
+                acts += 0.1 * noise * rng.normal(size=acts.shape)
+            d = _dictionary(W, [slot_of[a.uid] for a in alive], threshold)
+            acts_ND = torch.from_numpy(acts).float()
+            with torch.no_grad():
+                out.codes[site].append(d.encode(acts_ND))
+            out.acts[site].append(acts_ND)
+            out.W_dec[site].append(d.W_dec_FD.detach().clone())
+            out.dictionaries[site].append(d)
             out.slots[site].append(slot_of)
 
 
@@ -192,6 +254,7 @@ def _truth(out: PlantedSeries) -> None:
     for site in out.sites:
         atoms = {a.uid: a for a in out.atoms[site]}
         slots = out.slots[site]
+        absorbed = {a.absorbed for a in atoms.values() if a.absorbed >= 0}
         for t in range(K - 1):
             for a in atoms.values():
                 if a.start <= t and a.end > t:
@@ -207,13 +270,10 @@ def _truth(out: PlantedSeries) -> None:
                     elif a.origin == "split":
                         out.events.add((site, t, "split", slots[t][p.uid], slots[t + 1][a.uid]))
                     if a.origin == "merge-target":
-                        small = atoms[-(a.carrier_of + 2)]
-                        out.events.add((site, t, "merge", slots[t][small.uid], slots[t + 1][a.uid]))
-                if a.end == t:
-                    has_successor = any(b.parent == a.uid and b.start == t + 1 for b in atoms.values()) or \
-                        any(b.carrier_of == -2 - a.uid for b in atoms.values())
-                    if not has_successor:
-                        out.events.add((site, t, "died", slots[t][a.uid], -1))
+                        out.events.add((site, t, "merge", slots[t][a.absorbed], slots[t + 1][a.uid]))
+                if a.end == t and a.uid not in absorbed and \
+                        not any(b.parent == a.uid and b.start == t + 1 for b in atoms.values()):
+                    out.events.add((site, t, "died", slots[t][a.uid], -1))
     final = K - 1
     all_atoms = {a.uid: (s, a) for s in out.sites for a in out.atoms[s]}
     for s in out.sites:
@@ -226,3 +286,24 @@ def _truth(out: PlantedSeries) -> None:
                     bs = all_atoms[b.uid][0]
                     if b.end == final:
                         out.scaffold_final.add((bs, out.slots[bs][final][b.uid]))
+
+
+def write_planted_run(ps: PlantedSeries, run_dir: str | Path) -> Path:
+    """Write a planted series as a run directory: activation store + SAELens-layout dictionaries.
+
+    No series/ folder (there is no model), so run `ontogeny lifehistory --no-ablate` on it.
+    """
+    from ontogeny.dictionaries.saelens_io import save_dictionary
+    from ontogeny.store.activations import ActivationStore, write_store_meta, write_unit
+    from ontogeny.store.layout import activations_dir, dictionary_dir
+
+    run_dir = Path(run_dir)
+    root = activations_dir(run_dir)
+    widths = {s: int(ps.acts[s][0].shape[1]) for s in ps.sites}
+    write_store_meta(root, ps.token_ids(), ps.sites, widths, ps.steps, config={"planted": True})
+    store = ActivationStore(root)
+    for site in ps.sites:
+        for k, step in enumerate(ps.steps):
+            write_unit(store, step, site, ps.acts[site][k])
+            save_dictionary(ps.dictionaries[site][k], dictionary_dir(run_dir, step, site), {"step": step, "site": site})
+    return run_dir

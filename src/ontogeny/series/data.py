@@ -64,9 +64,14 @@ class TokenData:
         starts = rng.integers(0, len(self.train_stream) - self.context - 1, size=n_natural)
         offsets = torch.arange(self.context + 1)
         natural_BT = self.train_stream[torch.from_numpy(starts)[:, None] + offsets]
-        synthetic_BS = synthetic_batch(rng, self.synthetic, self.alphabet_ids, n_synthetic,
+        synthetic_BS = synthetic_batch(rng, self.synthetic, self.pool_ids, n_synthetic,
                                        synthetic_context + 1)
         return natural_BT, synthetic_BS
+
+    @property
+    def pool_ids(self) -> torch.Tensor:
+        """Token ids the synthetic training rows draw from (`SyntheticConfig.pool`)."""
+        return self.vocab_ids if self.synthetic.pool == "vocab" else self.alphabet_ids
 
     def summary(self) -> dict[str, int]:
         out = {"train_tokens": int(len(self.train_stream)), "alphabet_tokens": int(len(self.alphabet_ids))}

@@ -19,19 +19,14 @@ import torch
 from safetensors import safe_open
 
 from ontogeny.errors import SeriesError
+from ontogeny.store.layout import STEP_DIR, step_dir  # noqa: F401  (one owner of the layout; re-exported)
 
-STEP_DIR = "step_{step:06d}"
 POINTER = "source.json"
 _STEP_RE = re.compile(r"^step_?(\d+)$")
 # Config fields that define an architecture: checkpoints of one series must agree on all of them.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                "vocab_size", "rotary_pct", "rotary_emb_base", "rope_parameters", "use_parallel_residual",
                "hidden_act", "max_position_embeddings", "tie_word_embeddings")
-
-
-def step_dir(step: int) -> str:
-    """Folder name of a checkpoint in a local series (`step_000128`)."""
-    return STEP_DIR.format(step=step)
 
 
 def parse_step(name: str) -> int:

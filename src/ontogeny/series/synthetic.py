@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ontogeny.errors import ConfigError
@@ -34,6 +36,9 @@ class SyntheticConfig(BaseModel):
     heldout_periods: tuple[int, ...] = Field((5, 9), description="periods kept out of training")
     min_repeats: int = Field(2, ge=2, description="fewest copies of the span in one sequence")
     max_repeats: int = Field(16, ge=2, description="most copies of the span (capped by what fits)")
+    pool: Literal["vocab", "alphabet"] = Field(
+        "vocab", description="tokens the training spans and their background are drawn from: every "
+        "non-special token ('vocab'), or the single-token common prose words ('alphabet')")
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticConfig:

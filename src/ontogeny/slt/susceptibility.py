@@ -183,7 +183,7 @@ def token_sets_from_corpus(tokenizer, config: SusceptibilityConfig, corpus_seed:
                            corpus=None) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(sampling ids from the base kind's train split, base and probe ids from the eval split), [seqs, ctx]."""
     from ontogeny.series.corpus import build_corpus
-    from ontogeny.store.activations import pack_tokens
+    from ontogeny.series.capture import pack_tokens
 
     corpus = corpus if corpus is not None else build_corpus(seed=corpus_seed)
     train, ev = corpus.by_kind("train"), corpus.by_kind("eval")

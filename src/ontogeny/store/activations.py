@@ -7,12 +7,13 @@ Layout under `root`:
 
 Rows are tokens in order (sequence-major), so row i of every (step, site) is the same token: that is
 what lets analyses pair features across checkpoints. Each (step, site) folder is written atomically.
+This module only reads and writes tensors; capture (running checkpoints) is `ontogeny.series.capture`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ontogeny.errors import SiteError, StoreError
-from ontogeny.series.load import step_dir
-from ontogeny.series.sites import capture, parse_site
+from ontogeny.store.layout import STORE_META, TOKENS_FILE, UNIT_DONE, activation_unit_dir
 from ontogeny.store.run import atomic_path, provenance, tensor_hash, write_json
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -33,7 +33,7 @@ class ActivationStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        meta = self.root / "store.json"
+        meta = self.root / STORE_META
         if not meta.exists():
             raise StoreError(f"no activation store at {self.root} (missing store.json)")
         self.meta: dict[str, Any] = json.loads(meta.read_text())
@@ -56,23 +56,23 @@ class ActivationStore:
     def token_ids(self) -> torch.Tensor:
         """Token ids [S, T] shared by every checkpoint."""
         if self._token_ids is None:
-            self._token_ids = _read(self.root / "tokens.safetensors", "token_ids")
+            self._token_ids = _read(self.root / TOKENS_FILE, "token_ids")
             if tensor_hash(self._token_ids) != self.tokens_hash:
-                raise StoreError(f"{self.root / 'tokens.safetensors'} does not match the hash in store.json")
+                raise StoreError(f"{self.root / TOKENS_FILE} does not match the hash in store.json")
         return self._token_ids
 
     def width(self, site: str) -> int:
         return int(self.meta["widths"][site])
 
     def has(self, step: int, site: str) -> bool:
-        return (self.root / step_dir(step) / site / "done.json").exists()
+        return (activation_unit_dir(self.root, step, site) / UNIT_DONE).exists()
 
     def load(self, step: int, site: str) -> torch.Tensor:
         """Activations [N, D] (float32) of one site at one step, N = S*T rows in token order."""
         if site not in self.meta["sites"]:
             raise SiteError(f"site {site!r} is not in the store at {self.root} (sites: {self.sites})")
-        folder = self.root / step_dir(step) / site
-        if not (folder / "done.json").exists():
+        folder = activation_unit_dir(self.root, step, site)
+        if not (folder / UNIT_DONE).exists():
             raise StoreError(f"no activations for step {step}, site {site} in {self.root} "
                              f"(steps complete: {self.steps})")
         shards = sorted(folder.glob("shard_*.safetensors"))
@@ -124,29 +124,13 @@ def _read(path: Path, key: str, with_meta: bool = False):
     return (t, meta) if with_meta else t
 
 
-def pack_tokens(tokenizer, texts: Sequence[str], n_seqs: int, ctx: int, seed: int = 0) -> torch.Tensor:
-    """Token ids [n_seqs, ctx]: the texts tokenised, joined with EOS, cut into windows, a seeded sample."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for t in texts:
-        ids.extend(tokenizer(t)["input_ids"])
-        if eos is not None:
-            ids.append(eos)
-    n_windows = len(ids) // ctx
-    if n_windows < n_seqs:
-        raise StoreError(f"the texts give {n_windows} windows of {ctx} tokens; {n_seqs} were asked for")
-    windows = torch.tensor(ids[: n_windows * ctx]).view(n_windows, ctx)
-    pick = torch.randperm(n_windows, generator=torch.Generator().manual_seed(seed))[:n_seqs]
-    return windows[pick.sort().values].contiguous()
-
-
 def write_store_meta(root: str | Path, token_ids_ST: torch.Tensor, sites: Sequence[str],
                      widths: dict[str, int], steps: Sequence[int], config: Any = None,
                      inputs: dict[str, str] | None = None) -> None:
     """Create or check a store's tokens and metadata; an existing store must have the same tokens."""
     root = Path(root)
     h = tensor_hash(token_ids_ST)
-    meta_path = root / "store.json"
+    meta_path = root / STORE_META
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         if old["tokens_hash"] != h:
@@ -156,73 +140,24 @@ def write_store_meta(root: str | Path, token_ids_ST: torch.Tensor, sites: Sequen
         steps = sorted(set(old["steps"]) | set(steps))
     else:
         root.mkdir(parents=True, exist_ok=True)
-        with atomic_path(root / "tokens.safetensors") as tmp:
+        with atomic_path(root / TOKENS_FILE) as tmp:
             save_file({"token_ids": token_ids_ST.contiguous()}, str(tmp))
     write_json(meta_path, {"sites": list(sites), "widths": widths, "steps": sorted(steps), "tokens_hash": h,
                            "n_seqs": token_ids_ST.shape[0], "ctx": token_ids_ST.shape[1],
                            **provenance(config, inputs)})
 
 
-def cache_activations(series, token_ids_ST: torch.Tensor, sites: Sequence[str], root: str | Path,
-                      steps: Sequence[int] | None = None, batch_size: int = 32, dtype: str = "float32",
-                      shard_rows: int = 1 << 20, config: Any = None,
-                      on_step: Callable[[int], None] | None = None) -> ActivationStore:
-    """Capture `sites` at each step on the same token ids and write them; complete units are skipped.
-
-    One forward pass per batch serves every site; each (step, site) is written atomically.
-    """
-    steps = list(series.steps if steps is None else steps)
-    if dtype not in DTYPES:
-        raise StoreError(f"unknown dtype {dtype!r}: use one of {sorted(DTYPES)}")
-    for s in sites:
-        if parse_site(s, series.n_layers).kind == "attn.hook_pattern":
-            raise SiteError(f"site {s!r} is an attention pattern; the store holds per-token activations")
-    widths = {s: series.d_model for s in sites}
-    write_store_meta(root, token_ids_ST, sites, widths, steps, config,
-                     {"series": ",".join(c.describe() for c in series.checkpoints)})
-    store = ActivationStore(root)
-    for step in steps:
-        todo = [s for s in sites if not store.has(step, s)]
-        if todo:
-            acts = capture_all(series.model(step), token_ids_ST, todo, batch_size)
-            for site, acts_ND in acts.items():
-                _write_unit(store, step, site, acts_ND.to(DTYPES[dtype]), shard_rows)
-        if on_step is not None:
-            on_step(step)
-    return store
-
-
-@torch.no_grad()
-def capture_all(model, token_ids_ST: torch.Tensor, sites: Sequence[str], batch_size: int = 32,
-                ) -> dict[str, torch.Tensor]:
-    """Activations [S*T, D] of each site over all sequences, in token order.
-
-    Each batch's activations are copied straight into one preallocated buffer per site (no list of
-    parts to concatenate), so capture costs little beyond the forward pass.
-    """
-    device = next(model.parameters()).device
-    S, T = token_ids_ST.shape
-    out: dict[str, torch.Tensor] = {}
-    for i in range(0, S, batch_size):
-        got = capture(model, token_ids_ST[i:i + batch_size].to(device), sites)
-        for s in sites:
-            flat = got[s].flatten(2) if got[s].dim() == 4 else got[s]  # hook_z [B,T,H,d] -> [B,T,H*d]
-            if s not in out:
-                out[s] = torch.empty(S * T, flat.shape[-1], dtype=torch.float32)
-            out[s][i * T:(i * T + flat.shape[0] * T)].copy_(flat.reshape(-1, flat.shape[-1]))
-    for s, a in out.items():
-        if not torch.isfinite(a).all():
-            raise StoreError(f"site {s}: the model produced NaN or inf activations")
-    return out
-
-
-def _write_unit(store: ActivationStore, step: int, site: str, acts_ND: torch.Tensor, shard_rows: int) -> None:
-    final = store.root / step_dir(step) / site
+def write_unit(store: ActivationStore, step: int, site: str, acts_ND: torch.Tensor, shard_rows: int = 1 << 20) -> None:
+    """Write one (step, site) unit of activations [N, D] atomically, in shards of `shard_rows` rows."""
+    final = activation_unit_dir(store.root, step, site)
     meta = {"step": str(step), "site": site, "tokens_hash": store.tokens_hash}
     with atomic_path(final) as tmp:
         tmp.mkdir()
         for k, i in enumerate(range(0, acts_ND.shape[0], shard_rows)):
             save_file({"acts": acts_ND[i:i + shard_rows].contiguous()}, str(tmp / f"shard_{k:04d}.safetensors"),
                       metadata=meta)
-        (tmp / "done.json").write_text(json.dumps({**meta, "rows": acts_ND.shape[0],
+        (tmp / UNIT_DONE).write_text(json.dumps({**meta, "rows": acts_ND.shape[0],
                                                    "width": acts_ND.shape[1], "hash": tensor_hash(acts_ND)}))
+
+
+_write_unit = write_unit  # the former private name, still used by tests of other packages

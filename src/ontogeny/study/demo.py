@@ -10,13 +10,19 @@ def demo_config() -> StudyConfig:
     return StudyConfig.model_validate({
         "name": "demo",
         "activations": {"sites": ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], "n_seqs": 128, "ctx": 64},
-        "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "batch_size": 512, "epochs": 4},
+        # 8192 tokens per unit: dead after half of the 4 epochs' tokens; the batchtopk threshold EMA would
+        # start a quarter of the way in (these were the study's derived defaults before issue 11).
+        "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "batch_size": 512, "epochs": 4,
+                         "threshold_start_step": 16,
+                         "train": {"normalize": "expected_average_only_in", "dead_tokens": 16384}},
         # The default hierarchy threshold leaves this small model's carriers without children (min_reach=1
         # finds none); the demo counts every onset-to-end stable lineage as a carrier candidate.
         "lifehistory": {"config": {"scaffold": {"min_reach": 0}, "match": {"n_null": 5},
                                    "ablation": {"n_single": 20}}},
+        # A small crosscoder (the library default is d_sae 512, 2000 steps of 1024 tokens, 64 pairs per task).
+        "crosscoder": {"d_sae": 256, "n_steps": 600, "batch_size": 512, "n_pairs": 32},
         # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting.
-        "llc": {"every": 4, "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
+        "llc": {"every": 4, "n_seqs": 128, "ctx": 64, "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
         "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
     })
 
@@ -29,14 +35,15 @@ def tiny_config() -> StudyConfig:
         "name": "tiny",
         "series": {"train": SeriesConfig.tiny().model_dump(mode="json")},
         "activations": {"sites": ["blocks.0.hook_resid_post"], "n_seqs": 16, "ctx": 32, "batch_size": 8},
-        "dictionaries": {"expansion": 2, "k": 4, "batch_size": 64, "epochs": 2},
+        "dictionaries": {"expansion": 2, "k": 4, "batch_size": 64, "epochs": 2, "threshold_start_step": 4,
+                         "train": {"normalize": "expected_average_only_in", "dead_tokens": 512}},
         "lifehistory": {"max_tokens": 512, "ablation_seqs": 4,
                         "config": {"ablation": {"n_controls": 5, "n_single": 3}, "match": {"n_null": 2},
                                    "phase": {"early_frac": 0.1}}},
         "crosscoder": {"d_sae": 32, "n_steps": 20, "batch_size": 64, "n_pairs": 4},
         "llc": {"steps": [0, 40], "sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4}, "n_seqs": 16,
                 "ctx": 32},
-        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4}, "n_probe_seqs": 2, "ctx": 32,
+        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4}, "n_probe_seqs": 2, "n_base_seqs": 2, "ctx": 32,
                            "probe_kinds": ["prose", "synthetic"]},
         "capabilities": {"config": {"n_prompts": 4, "rep_len": 6}},
     })

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ontogeny.store import layout
 from ontogeny.store.run import config_hash, provenance, write_json
 
 
@@ -24,10 +25,11 @@ class Manifest:
     """`<run>/manifest/<unit name>.json` per completed unit."""
 
     def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir) / "manifest"
+        self.run_dir = Path(run_dir)
+        self.root = layout.manifest_dir(run_dir)
 
     def path(self, name: str) -> Path:
-        return self.root / f"{name.replace('/', '__')}.json"
+        return layout.manifest_entry(self.run_dir, name)
 
     def entry(self, name: str) -> dict[str, Any] | None:
         p = self.path(name)

@@ -19,6 +19,7 @@ from ontogeny.compute import map_units
 from ontogeny.config import StudyConfig
 from ontogeny.study import stages
 from ontogeny.study.manifest import Manifest, unit_key
+from ontogeny.store import layout
 from ontogeny.store.run import provenance, remove_stale_temporaries, write_json
 
 Event = Callable[[str, str, dict[str, Any]], None]  # (kind: "start"|"skip"|"done", unit name, info)
@@ -77,7 +78,7 @@ class Study:
 
         series, ids = stages.study_token_ids(self.run_dir, self.cfg)
         a = self.cfg.activations
-        write_store_meta(self.run_dir / "activations", ids, a.sites, {s: series.d_model for s in a.sites}, steps,
+        write_store_meta(layout.activations_dir(self.run_dir), ids, a.sites, {s: series.d_model for s in a.sites}, steps,
                          a.model_dump(mode="json"))
         return self._finalise([Unit(f"activations/step_{s:06d}", stages.activations_unit, s,
                                     self._section("activations"), ["series"]) for s in steps])
@@ -158,11 +159,11 @@ class Study:
         self.execute(report)
         self._write_record("complete")
         return {"ran": self.ran, "skipped": self.skipped, "steps": steps,
-                "report": str(self.run_dir / "report" / "index.html")}
+                "report": str(layout.report_page(self.run_dir))}
 
     def _write_record(self, status: str) -> None:
         units = {e["unit"]: e["key"] for e in self.manifest.all()}
-        write_json(self.run_dir / "study.json", {"status": status, "units": units, **provenance(self.cfg_json)})
+        write_json(layout.study_record(self.run_dir), {"status": status, "units": units, **provenance(self.cfg_json)})
 
 
 def run_study(cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:

@@ -1,0 +1,120 @@
+"""`jumprelu`: a = pre * H(pre - theta_i), theta_i = exp(log_theta_i), an L0 penalty whose theta-gradient
+is straight-through with the rectangle kernel K(u) = 1[|u| < 1/2] (Rajamanoharan et al. 2024, arXiv
+2407.14435; SAELens "step" mode):
+
+    df/dtheta = -(theta/eps) K((pre - theta)/eps),   dH/dtheta = -(1/eps) K((pre - theta)/eps),
+
+and pre gets no gradient through H. SAELens architecture "jumprelu" with tensor `threshold`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from ontogeny.dictionaries.rules.base import Rule
+from ontogeny.dictionaries.sparse import gather
+
+
+class JumpReLUParams(BaseModel):
+    l0_coefficient: float = Field(1.0, ge=0, description="jumprelu: weight of the (straight-through) L0")
+    jumprelu_bandwidth: float = Field(0.001, gt=0, description="jumprelu: STE rectangle-kernel width epsilon")
+    jumprelu_init_threshold: float = Field(0.001, gt=0, description="jumprelu: initial threshold theta")
+
+
+class _JumpReLU(torch.autograd.Function):
+    """`f = pre * H(pre - theta)`: exact gradient in pre; in theta, -(theta/eps) K((pre-theta)/eps)."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return pre * (pre > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        eps = ctx.eps
+        in_band = ((pre - theta).abs() < eps / 2).to(g.dtype)
+        g_pre = g * (pre > theta)
+        g_theta = -(theta / eps) * in_band * g
+        return g_pre, _sum_to(g_theta, theta.shape), None
+
+
+class _Step(torch.autograd.Function):
+    """`H(pre - theta)`: no gradient in pre; in theta, -(1/eps) K((pre-theta)/eps) (rectangle kernel)."""
+
+    @staticmethod
+    def forward(ctx, pre, theta, eps):
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, theta = ctx.saved_tensors
+        eps = ctx.eps
+        in_band = ((pre - theta).abs() < eps / 2).to(g.dtype)
+        return None, _sum_to(-(1.0 / eps) * in_band * g, theta.shape), None
+
+
+def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a broadcast gradient back to `shape` (leading axes)."""
+    while t.dim() > len(shape):
+        t = t.sum(0)
+    return t
+
+
+class JumpReLURule(Rule):
+    """`a = pre * H(pre - theta_i)` with a learnt per-latent threshold and an L0 penalty."""
+
+    name = "jumprelu"
+    params = (JumpReLUParams,)
+    density_dependent = True
+    saelens_architecture = "jumprelu"
+    saelens_reads = ("jumprelu",)
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.log_threshold_F = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.jumprelu_init_threshold)))
+
+    def coefficient(self) -> float:
+        return self.cfg.l0_coefficient
+
+    def forward(self, pre_BF):
+        return _JumpReLU.apply(pre_BF, self.log_threshold_F.exp(), self.cfg.jumprelu_bandwidth)
+
+    def select(self, pre_BF):
+        # entries in the lower half of the STE band carry threshold gradient, so they are selected too
+        low = self.log_threshold_F.detach().exp() - self.cfg.jumprelu_bandwidth / 2
+        return torch.nonzero((pre_BF.detach() > low).reshape(-1), as_tuple=True)[0]
+
+    def values(self, pre_N, cols_N):
+        return _JumpReLU.apply(pre_N, gather(self.log_threshold_F.exp(), cols_N), self.cfg.jumprelu_bandwidth)
+
+    def penalty(self, codes_N, pre_N, cols_N, dec_norm_F, n_rows):
+        theta = self.log_threshold_F.exp()
+        theta = theta if cols_N is None else gather(theta, cols_N)
+        return _Step.apply(pre_N, theta, self.cfg.jumprelu_bandwidth).sum() / n_rows
+
+    @property
+    def threshold_F(self):
+        return self.log_threshold_F.detach().exp()
+
+    def load_threshold(self, threshold_F):
+        with torch.no_grad():
+            self.log_threshold_F.copy_(threshold_F.float().clamp_min(1e-12).log())
+
+    def saelens_tensors(self) -> dict[str, torch.Tensor]:
+        return {"threshold": self.threshold_F}
+
+    @classmethod
+    def saelens_tensor_shapes(cls, cfg) -> dict[str, tuple[int, ...]]:
+        return {"threshold": (cfg.d_sae,)}
+
+    def load_saelens(self, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+        self.load_threshold(tensors["threshold"])
