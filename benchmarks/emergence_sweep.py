@@ -40,7 +40,7 @@ def sweep_wall(backend: str, out: Path) -> float:
         grids=[Grid(S=[6], s=[2], seeds=[0, 1], arch=["transformer", "mixer"])],
         train=TrainConfig(steps=300, log_every=20, stop_when_solved=0),
     )
-    items = [(spec.model_dump(mode="json"), str(out)) for _, spec in expand(cfg)]
+    items = [(spec.model_dump(mode="json"), str(out), False) for _, spec in expand(cfg)]
     t0 = time.perf_counter()
     map_units(run_unit, items, backend=backend)
     return time.perf_counter() - t0

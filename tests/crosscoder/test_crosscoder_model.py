@@ -112,6 +112,39 @@ def test_save_load_round_trip(tmp_path):
         CrossCoder.load(tmp_path / "cc")
 
 
+CROSSCODER_VARIANTS = {
+    "relu": {"rule": "relu"},
+    "batchtopk_threshold": {"rule": "batchtopk", "k": 2, "threshold_start_step": 0},
+    "batchtopk_no_threshold": {"rule": "batchtopk", "k": 2, "threshold_start_step": 10_000},
+    "batchtopk_annealed_k": {"rule": "batchtopk", "k": 2, "k_init": 16, "k_anneal_steps": 20,
+                             "threshold_start_step": 10_000},
+    "topk": {"rule": "topk", "k": 2},
+    "jumprelu": {"rule": "jumprelu", "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": 0.05},
+    "matryoshka_batchtopk": {"rule": "matryoshka_batchtopk", "k": 2, "matryoshka_widths": [8, 16],
+                             "threshold_start_step": 0},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CROSSCODER_VARIANTS))
+def test_every_variant_saves_and_loads_to_the_same_codes(variant, tmp_path):
+    """Trained a little (scales folded), saved, loaded: identical codes and reconstructions. The annealed
+    BatchTopK without a threshold used to come back with k_init (L0 16 against 2, issue 18)."""
+    acts, _, _ = planted_stack(n=2048)
+    cfg = CrossCoderConfig(n_sources=K, d_in=D, d_sae=32, **CROSSCODER_VARIANTS[variant])
+    tcfg = TrainConfig(lr=3e-3, lr_end_fraction=0.0, b_dec_init="zeros", log_every=10)
+    cc, _ = fit_crosscoder(acts, cfg, tcfg, batch_size=256, n_steps=30)
+    cc.save(tmp_path / "cc")
+    back = CrossCoder.load(tmp_path / "cc")
+    x = acts[:512]
+    with torch.no_grad():
+        codes = cc.encode(x)
+        assert torch.equal(back.encode(x), codes)
+        assert torch.equal(back(x), cc(x))
+    assert float((codes != 0).sum(1).float().mean()) > 0
+    if variant == "batchtopk_annealed_k":
+        assert float((codes != 0).sum(1).float().mean()) == 2.0
+
+
 def test_bad_input_shape_names_parameter():
     cc = CrossCoder(CrossCoderConfig(n_sources=2, d_in=4, d_sae=6))
     with pytest.raises(ConfigError, match=r"\[B, 2, 4\]"):

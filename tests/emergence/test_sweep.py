@@ -55,8 +55,10 @@ def test_sweep_resumes_without_retraining(small_sweep, monkeypatch):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(sweep_mod, "train_run", boom)
-    run_sweep(cfg, out)
+    run_sweep(cfg, out, resume=True)
     assert read_table(out / "tables" / "emergence_runs.parquet") == before
+    with pytest.raises(AssertionError, match="trained again"):  # without resume every run is a fresh unit
+        run_sweep(cfg, out)
 
 
 def test_cli_sweep_other_tasks_and_analyze(tmp_path):

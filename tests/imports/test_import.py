@@ -62,9 +62,10 @@ def test_import_from_activation_files_then_lifehistory(tmp_path, combined):
     x = torch.randn(5, 32)
     assert torch.allclose(d_src(x), d_run(x))
     assert d_run.metadata["checkpoint_step"] == 1 and d_run.metadata["site"] == SITES[0]
-    cfg = LifeHistoryConfig.model_validate({"match": {"n_null": 1}})
-    out = run_lifehistory(run, cfg, ablate=False, max_tokens=None)
-    assert (run / "tables" / "lifehistory_summary.json").exists() and out["n_lineages"] >= 0
+    if not combined:  # the life history reads the imported run (once: it is the slow part)
+        cfg = LifeHistoryConfig.model_validate({"match": {"n_null": 1}})
+        out = run_lifehistory(run, cfg, ablate=False, max_tokens=None)
+        assert (run / "tables" / "lifehistory_summary.json").exists() and out["n_lineages"] >= 0
 
 
 def _refused(tmp_path, dicts, acts, match):
@@ -123,6 +124,14 @@ def test_sparsify_folder_names_map_to_sites(tmp_path):
 
 
 def test_import_from_series_captures_the_shared_token_set(tmp_path, tiny_series_dir):
+    import shutil
+
+    from ontogeny.series.corpus import CorpusConfig
+    # a series that records its (tiny) corpus in series.json, so the shared token set is quick to build
+    series = tmp_path / "series"
+    shutil.copytree(tiny_series_dir, series)
+    (series / "series.json").write_text(json.dumps({"config": {"seed": 0, "corpus": CorpusConfig.tiny().model_dump()}}))
+    tiny_series_dir = series
     dicts, _ = lay_out(tmp_path, steps=[0, 4], sites=SITES[:1])
     run = tmp_path / "run"
     cfg = ImportConfig.model_validate({"tokens": {"n_seqs": 4, "ctx": 16}})
@@ -132,7 +141,7 @@ def test_import_from_series_captures_the_shared_token_set(tmp_path, tiny_series_
     from ontogeny.series.capture import capture_all
     from ontogeny.series.load import load_series
     ser = load_series(run / "series")  # the pointer resolves to the series, for the ablation
-    assert ser.steps == [0, 4]
+    assert {0, 4} <= set(ser.steps)
     ref = capture_all(ser.model(4), store.token_ids, SITES[:1])[SITES[0]]
     assert torch.allclose(store.load(4, SITES[0]), ref)
     # a series whose width differs from the dictionaries' d_in is refused

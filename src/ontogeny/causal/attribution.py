@@ -11,7 +11,14 @@ with S = 10 steps, xhat_m(a) + eps spliced at every position, and a^patch = 0 (z
 for BLiMP: no patch prompt). The error node's effect is reported beside the latents. Per-token effects
 with |IE| <= node_threshold (0.1) are zeroed before averaging (the authors' `get_nodes`).
 mu_m = logit(wrong) - logit(correct) at the last prefix position.
-RelIE_m(i) = |IE_m(i)| / sum_m' |IE_m'(i)| (0.5 where every effect is 0).
+
+Noise floor (a PROPOSAL): `n_null` null latents reuse the codes a_j of randomly chosen latents but decode
+along random unit directions r_{j,m} scaled to ||d_{j,m}||, so their effect is
+IE^null_m(j) = E[-a_j <g_m, r_{j,m}>] with g_m the path-averaged gradient of mu_m at the site (thresholded
+and averaged like the latents). `Effects.noise_floor(q)` is the q-quantile of sum_m |IE^null_m|; a latent
+whose summed |IE| is at or below it has no effect distinguishable from a random direction's.
+RelIE (|IE_m| / sum_m' |IE_m'|) lives beside RelDec in `ontogeny.crosscoding.reldec.rel_ie`, so that
+causal/ does not import crosscoding/.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ontogeny.causal.tasks import PairBatch
-from ontogeny.crosscoding.reldec import relative
 from ontogeny.errors import ConfigError
 from ontogeny.series.sites import capture, patched
 
@@ -38,11 +44,15 @@ class IGConfig(BaseModel):
     steps: int = Field(10, ge=1, description="interpolation steps of the Riemann sum")
     node_threshold: float = Field(0.1, ge=0.0, description="per-token |IE| at or below this is zeroed")
     batch_size: int = Field(16, ge=1, description="prompts per forward pass (times `steps`)")
+    n_null: int = Field(64, ge=0, description="random-direction null latents for the IE noise floor (0: none)")
+    null_quantile: float = Field(0.95, ge=0.0, le=1.0, description="quantile of the null's summed |IE| used as floor")
+    null_seed: int = Field(0, description="seed of the null latents' directions and codes")
 
 
 @dataclass
 class Effects:
-    """Mean indirect effects: latents `ie_KF`, error node `ie_err_K`, clean metric per model `metric_K`."""
+    """Mean indirect effects: latents `ie_KF`, error node `ie_err_K`, clean metric per model `metric_K`,
+    and the random-direction null latents `null_KR` (module docstring)."""
 
     ie_KF: np.ndarray
     ie_err_K: np.ndarray
@@ -50,10 +60,13 @@ class Effects:
     accuracy_K: np.ndarray
     n_pairs: int
     n_tokens: int
+    null_KR: np.ndarray | None = None
 
-    def rel_ie(self, empty: float = 0.5) -> np.ndarray:
-        """One-vs-all RelIE [F, K]: |IE_m| / sum_m' |IE_m'| (`empty` where all are 0)."""
-        return relative(self.ie_KF.T, empty=empty)
+    def noise_floor(self, quantile: float = 0.95) -> float:
+        """The `quantile` of the null latents' summed |IE| (0.0 when no null was run)."""
+        if self.null_KR is None or self.null_KR.shape[1] == 0:
+            return 0.0
+        return float(np.quantile(np.abs(self.null_KR).sum(0), quantile))
 
 
 def logit_diff(logits_BTV: torch.Tensor, last_B: torch.Tensor, correct_B: torch.Tensor,
@@ -84,10 +97,11 @@ def _splice(site_value: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
 def ig_token_effects(model: nn.Module, m: int, crosscoder: nn.Module, site: str, ids_BT: torch.Tensor,
                      last_B: torch.Tensor, correct_B: torch.Tensor, wrong_B: torch.Tensor,
                      codes_NF: torch.Tensor, err_NKD: torch.Tensor, steps: int = 10,
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+                     with_grad: bool = False) -> tuple[torch.Tensor, ...]:
     """Un-thresholded per-token IG effects on model m: latents [B, T, F] and error node [B, T].
 
     `codes_NF` and `err_NKD` are the clean joint encoding and errors of the B*T tokens (N = B*T).
+    With `with_grad`, also the path-averaged gradient of mu at the site, g [N, D] (d mu / d x = d mu / d eps).
     """
     b, t = ids_BT.shape
     alphas_S = torch.arange(steps, dtype=torch.float32, device=codes_NF.device) / steps
@@ -102,7 +116,19 @@ def ig_token_effects(model: nn.Module, m: int, crosscoder: nn.Module, site: str,
     # patch state is 0, so (a_patch - a_clean) = -a_clean, and the same for the error node
     eff_NF = -codes_NF.detach() * grad_a.mean(0)
     eff_err_N = -(err_NKD[:, m].detach() * grad_e.mean(0)).sum(-1)
+    if with_grad:
+        return eff_NF.reshape(b, t, -1), eff_err_N.reshape(b, t), grad_e.mean(0)
     return eff_NF.reshape(b, t, -1), eff_err_N.reshape(b, t)
+
+
+def null_latents(crosscoder: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent index [R], random directions [R, K, D] with ||r_{j,m}|| = ||d_{j,m}||) for the IE null."""
+    W_FKD = crosscoder.W_dec_FKD.detach()
+    gen = torch.Generator().manual_seed(seed)
+    idx_R = torch.randint(W_FKD.shape[0], (n,), generator=gen)
+    r_RKD = torch.randn(n, *W_FKD.shape[1:], generator=gen).to(W_FKD.device)
+    r_RKD = r_RKD / r_RKD.norm(dim=-1, keepdim=True) * W_FKD[idx_R.to(W_FKD.device)].norm(dim=-1, keepdim=True)
+    return idx_R.to(W_FKD.device), r_RKD
 
 
 def indirect_effects(models: Sequence[nn.Module], crosscoder: nn.Module, site: str, pairs: PairBatch,
@@ -115,6 +141,8 @@ def indirect_effects(models: Sequence[nn.Module], crosscoder: nn.Module, site: s
     k = len(models)
     device = next(models[0].parameters()).device
     sums_KF: torch.Tensor | None = None
+    null_idx_R, null_RKD = null_latents(crosscoder, cfg.n_null, cfg.null_seed)
+    null_KR = torch.zeros(k, cfg.n_null, dtype=torch.float64, device=device)
     err_K = torch.zeros(k, dtype=torch.float64, device=device)
     metric_K = torch.zeros(k, dtype=torch.float64, device=device)
     acc_K = torch.zeros(k, dtype=torch.float64, device=device)
@@ -136,14 +164,21 @@ def indirect_effects(models: Sequence[nn.Module], crosscoder: nn.Module, site: s
                 mu = logit_diff(model(input_ids=ids_BT).logits.float(), last_B, correct_B, wrong_B)
             metric_K[m] += mu.double().sum()
             acc_K[m] += (mu < 0).double().sum()
-            eff_BTF, eff_err_BT = ig_token_effects(model, m, crosscoder, site, ids_BT, last_B, correct_B,
-                                                   wrong_B, codes_NF, err_NKD, cfg.steps)
+            eff_BTF, eff_err_BT, g_ND = ig_token_effects(model, m, crosscoder, site, ids_BT, last_B, correct_B,
+                                                         wrong_B, codes_NF, err_NKD, cfg.steps, with_grad=True)
             eff_BTF = torch.where(eff_BTF.abs() > cfg.node_threshold, eff_BTF, torch.zeros((), device=device))
             sums_KF[m] += eff_BTF[real_BT].double().sum(0)
+            if cfg.n_null:
+                # null latent j: code a_{idx_j}, direction r_{j,m}; d mu / d a = <g, r> (linear decoder)
+                null_NR = -codes_NF[:, null_idx_R].detach() * (g_ND @ null_RKD[:, m].T)
+                null_BTR = null_NR.reshape(*ids_BT.shape, -1)
+                null_BTR = torch.where(null_BTR.abs() > cfg.node_threshold, null_BTR, torch.zeros((), device=device))
+                null_KR[m] += null_BTR[real_BT].double().sum(0)
             err_K[m] += eff_err_BT[real_BT].double().sum()
         n_tokens += int(real_BT.sum())
         if on_batch is not None:
             on_batch(len(chunk))
     n = len(pairs)
     return Effects((sums_KF / n_tokens).cpu().numpy(), (err_K / n_tokens).cpu().numpy(),
-                   (metric_K / n).cpu().numpy(), (acc_K / n).cpu().numpy(), n, n_tokens)
+                   (metric_K / n).cpu().numpy(), (acc_K / n).cpu().numpy(), n, n_tokens,
+                   (null_KR / n_tokens).cpu().numpy())

@@ -92,11 +92,16 @@ def progress() -> Progress:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Show an OntogenyError as one red line and exit 2, instead of a traceback."""
+    """Show an OntogenyError, or an OS error (permission, disk full) with its path, as one red line and
+    exit 2, instead of a traceback."""
     try:
         yield
     except OntogenyError as e:
         console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    except OSError as e:
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+        console.print(f"[red]error:[/red] {e.strerror or e}{f': {where}' if where else ''}")
         raise typer.Exit(2) from None
 
 

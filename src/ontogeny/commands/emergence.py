@@ -82,7 +82,8 @@ def sweep(
         n = len(expand(cfg))
         with progress() as bar:
             t = bar.add_task(f"{n} runs", total=n)
-            run_sweep(cfg, out, backend=backend, address=address, on_done=lambda i, r: bar.advance(t))
+            run_sweep(cfg, out, backend=backend, address=address, on_done=lambda i, r: bar.advance(t),
+                      resume=True)
         console.print(f"wrote {out / 'tables'}")
         if analyze_after:
             _analyze(out, "t_50")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import typer
 from ontogeny.commands._common import build_config, console, progress, set_option, show_table, user_errors
 
 
-def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: Path | None) -> None:
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: Path | None,
+         verify: bool = False) -> None:
     from ontogeny.study.pipeline import run_study
 
     if backend:
@@ -26,8 +32,19 @@ def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: P
                 tasks[name] = bar.add_task(name, total=1)
             elif kind == "done":
                 bar.update(tasks[name], completed=1, description=f"{name} ({info['seconds']:.1f}s)")
+            elif kind == "stale":
+                console.print(f"[yellow]recomputing {name}:[/yellow] {'; '.join(info['problems'][:3])}")
 
-        out = run_study(cfg, run_dir, on_event)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated study says "interrupted"
+        try:
+            out = run_study(cfg, run_dir, on_event, verify=verify)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/yellow]: rerun the same command to resume ({run_dir}/study.json)")
+            raise typer.Exit(130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if out["stale"]:
+        console.print(f"recomputed {len(out['stale'])} units whose files had changed: {', '.join(out['stale'])}")
     console.print(f"ran {len(out['ran'])} units, skipped {len(out['skipped'])} complete ones "
                   f"in {time.perf_counter() - t0:.0f}s")
     from ontogeny.report.html import headlines
@@ -50,12 +67,15 @@ def study(
     backend: str = typer.Option(None, help="Override compute.backend: process or ray."),
     address: str = typer.Option(None, help="Ray cluster address (default: a local instance)."),
     report: Path = typer.Option(None, help="Also copy the report (index.html + PNGs) to this folder."),
+    verify: bool = typer.Option(False, help="Hash every finished unit's files before trusting them "
+                                            "(default: size and modification time; a moved time is hashed)."),
 ) -> None:
-    """Run a study: series -> activations -> dictionaries -> analyses -> report. Rerunning skips finished units."""
+    """Run a study: series -> activations -> dictionaries -> analyses -> report. Rerunning skips finished units
+    whose files are intact, and recomputes any unit (and its dependents) whose files were changed or deleted."""
     from ontogeny.config import StudyConfig
 
     with user_errors():
-        _run(build_config(StudyConfig, config, set_, origin="study"), run_dir, backend, address, report)
+        _run(build_config(StudyConfig, config, set_, origin="study"), run_dir, backend, address, report, verify)
 
 
 def demo(

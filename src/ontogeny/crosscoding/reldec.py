@@ -7,9 +7,11 @@ which checkpoints use it (Bayazit et al. 2025, §RelDec; ckkissane crosscoder re
     pairwise:    RelDec_{a->b}(i) = ||d_{i,b}|| / (||d_{i,a}|| + ||d_{i,b}||)
 
 With 2 checkpoints the paper reports the pairwise value (later / (earlier + later)); with 3 the
-one-vs-all vector and the pairs (A,B), (B,C), (A,C). RelIE is the same ratio over |IE_m(i)|, set to
-0.5 (one-vs-all: 1/M) where every effect is 0. Classes cut a ratio at `low`=0.3 and `high`=0.7:
-> high: "emerging" (later-checkpoint specific), < low: "discontinued", else "shared".
+one-vs-all vector and the pairs (A,B), (B,C), (A,C). RelIE is the same ratio over |IE_m(i)|: one-vs-all
+values are 1/M where every effect is 0 (`rel_ie`), pairwise values 0.5. The paper's classes cut a ratio at
+`low`=0.3 and `high`=0.7: > high: "emerging" (later-checkpoint specific), < low: "discontinued", else
+"shared"; its one-vs-all `taxonomy` cannot say "shared" once K >= 4 (values sum to 1), so the tables'
+classes come from presence patterns instead (`ontogeny.crosscoding.presence`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def relative(values_FK: np.ndarray, empty: float | None = None) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(total > 0, v / np.where(total > 0, total, 1.0), fill)
     return out
+
+
+def rel_ie(ie_KF: np.ndarray) -> np.ndarray:
+    """One-vs-all RelIE [F, K] from indirect effects [K, F]: |IE_m| / sum_m' |IE_m'|, 1/K where all are 0."""
+    return relative(np.asarray(ie_KF).T)
 
 
 def checkpoint_pairs(k: int) -> list[tuple[int, int]]:

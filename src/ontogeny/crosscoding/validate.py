@@ -90,5 +90,5 @@ def spearman_table(rel_ablation_LK: np.ndarray, others: dict[str, np.ndarray],
 
 
 def relative_ablation(delta_mu_LK: np.ndarray) -> np.ndarray:
-    """|delta_mu_m| / sum_m' |delta_mu_m'| per latent (0.5 where all are 0, as RelIE)."""
-    return relative(delta_mu_LK, empty=0.5)
+    """|delta_mu_m| / sum_m' |delta_mu_m'| per latent (1/K where all are 0, as RelIE)."""
+    return relative(delta_mu_LK)

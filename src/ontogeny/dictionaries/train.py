@@ -20,6 +20,7 @@ from torch import nn
 
 from ontogeny.dictionaries.atm import ATMConfig, ATMPolicy
 from ontogeny.dictionaries.state import TrainState
+from ontogeny import progress as _progress
 from ontogeny.errors import ConfigError
 
 
@@ -159,6 +160,7 @@ def train_many(models: Sequence[nn.Module], data: Iterable[Batch], cfgs: TrainCo
     for m in models:
         m.train()
     trainers = [Trainer(m, c, total_steps) for m, c in zip(models, cfgs, strict=True)]
+    bar = _progress.start(f"dictionary training ({len(models)} dictionaries)", total=total_steps, unit="steps")
     for i, batch in enumerate(data):
         if total_steps is not None and i >= total_steps:
             break
@@ -166,6 +168,7 @@ def train_many(models: Sequence[nn.Module], data: Iterable[Batch], cfgs: TrainCo
         if len(xs) != len(models):
             raise ConfigError(f"a data item holds {len(xs)} tensors for {len(models)} models")
         rows = [t.step(x) for t, x in zip(trainers, xs, strict=True)]
+        bar.advance(1)
         if on_step is not None:
             on_step(i + 1, rows)
     return [t.finish() for t in trainers]

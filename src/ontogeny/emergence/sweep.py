@@ -99,12 +99,13 @@ def expand(cfg: SweepConfig) -> list[tuple[str, RunSpec]]:
     return list(out.values())
 
 
-def run_unit(item: tuple[dict[str, Any], str]) -> dict[str, Any]:
-    """Train one run unless `runs/<run_id>.json` already holds it; return the stored result."""
-    spec_json, out_dir = item
+def run_unit(item: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
+    """Train one run and store it as `runs/<run_id>.json`; with `resume`, return the stored result of a run
+    that is already there (the standalone sweep's resume; inside a study the manifest decides instead)."""
+    spec_json, out_dir, resume = item
     spec = RunSpec.model_validate(spec_json)
     path = Path(out_dir) / "runs" / f"{spec.run_id}.json"
-    if path.exists():
+    if resume and path.exists():
         try:
             return json.loads(path.read_text())
         except json.JSONDecodeError:
@@ -197,8 +198,10 @@ def run_sweep(
     backend: Backend = "process",
     address: str | None = None,
     on_done: Callable[[int, dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Path]:
-    """Run (or resume) every unit of the sweep and write the tables; returns {table name: path}."""
+    """Run every unit of the sweep and write the tables; returns {table name: path}. With `resume`, runs
+    already stored under `runs/` are reused (what `ontogeny emergence sweep` does after an interruption)."""
     out_dir = Path(out_dir)
     units = expand(cfg)
     if not units:
@@ -211,7 +214,7 @@ def run_sweep(
             "provenance": provenance(cfg.model_dump(mode="json"), {}),
         },
     )
-    items = [(spec.model_dump(mode="json"), str(out_dir)) for _, spec in units]
+    items = [(spec.model_dump(mode="json"), str(out_dir), resume) for _, spec in units]
     results = map_units(run_unit, items, backend=backend, address=address, on_done=on_done)
     return write_tables(cfg, out_dir, [(g, r) for (g, _), r in zip(units, results)])
 

@@ -110,42 +110,18 @@ def kaplan_meier(durations: Sequence[float], observed: Sequence[bool]) -> tuple[
 
 def settling(lineages: Sequence[Lineage], codes: Sequence[torch.Tensor], W_dec: Sequence[torch.Tensor] | None,
              steps: Sequence[int], cfg: MatchConfig) -> dict[int, tuple[int | None, int | None]]:
-    """When each surviving lineage's function and direction settle ("function precedes direction").
+    """When each surviving lineage's function and direction settle for good (PROPOSAL, spec A4).
 
-    For lineage L alive at the last checkpoint K, r_k = corr(a_{L,k}, a_{L,K}) and c_k = cos(d_{L,k},
-    d_{L,K}); the function settles at the first step from which r_k >= stable_r for every later k, the
-    direction at the first step from which c_k >= stable_cos. PROPOSAL (spec A4).
+    With r_k, c_k as in `precedence.trajectories` (r and cosine to the final feature), the function
+    settles at the first step from which r_k >= stable_r at every later checkpoint, the direction at the
+    first from which c_k >= stable_cos. `precedence.precedence` gives the first crossing instead.
     """
-    K = len(codes) - 1
-    alive = [lin for lin in lineages if lin.end_index == K]
-    out: dict[int, tuple[int | None, int | None]] = {}
-    if not alive:
-        return out
-    fin = torch.tensor([lin.features[-1] for lin in alive])
-    z_fin = _standardise(codes[K][:, fin])
-    d_fin = torch.nn.functional.normalize(W_dec[K][fin].double(), dim=1) if W_dec is not None else None
-    r_LK = np.full((len(alive), K + 1), np.nan)
-    c_LK = np.full((len(alive), K + 1), np.nan)
-    for k in range(K + 1):
-        rows = [n for n, lin in enumerate(alive) if lin.birth_index <= k]
-        if not rows:
-            continue
-        f_k = torch.tensor([alive[n].feature_at(k) for n in rows])
-        r_LK[rows, k] = (_standardise(codes[k][:, f_k]) * z_fin[:, rows]).mean(0).numpy()
-        if d_fin is not None:
-            d_k = torch.nn.functional.normalize(W_dec[k][f_k].double(), dim=1)
-            c_LK[rows, k] = (d_k * d_fin[rows]).sum(1).numpy()
-    for n, lin in enumerate(alive):
-        out[lin.lineage_id] = (_settle(r_LK[n], cfg.stable_r, lin.birth_index, steps),
-                               _settle(c_LK[n], cfg.stable_cos, lin.birth_index, steps) if d_fin is not None
-                               else None)
-    return out
+    from ontogeny.lifehistory.precedence import trajectories
 
-
-def _standardise(x_NF: torch.Tensor) -> torch.Tensor:
-    x = x_NF.double()
-    sd = x.std(0, unbiased=False)
-    return (x - x.mean(0)) / torch.where(sd > 0, sd, torch.ones_like(sd))
+    alive, r_LK, c_LK = trajectories(lineages, codes, W_dec)
+    return {lin.lineage_id: (_settle(r_LK[n], cfg.stable_r, lin.birth_index, steps),
+                             _settle(c_LK[n], cfg.stable_cos, lin.birth_index, steps) if W_dec is not None else None)
+            for n, lin in enumerate(alive)}
 
 
 def _settle(v_K: np.ndarray, thr: float, birth: int, steps: Sequence[int]) -> int | None:

@@ -8,7 +8,7 @@ Each site holds "atoms" (ground-truth features): a token support, a unit directi
 interval of checkpoints. At checkpoint k the activations are x_n = Σ_{alive a} c_a(n) d_a + σ ε_n with
 c_a(n) = s_n 1[n ∈ support_a] (s_n a per-token intensity shared across checkpoints, so an unchanged
 atom correlates at r ≈ 1 with itself; times exp(noise ε) per atom and token, plus spurious firings on a
-share 0.02 noise of tokens) and σ = 0.1 noise. The checkpoint's `Dictionary` (ReLU rule) has the alive
+share 0.02 noise of tokens) and σ = 0.02 noise. The checkpoint's `Dictionary` (ReLU rule) has the alive
 atoms' directions as decoder rows in random slots and the rows of their pseudo-inverse as encoder
 columns (b_enc = -threshold); unused slots never fire. The codes are `Dictionary.encode(x)`.
 
@@ -238,7 +238,7 @@ def _materialise(out: PlantedSeries, n_tokens: int, width: int, d_model: int, no
                 acts += col[:, None] * a.direction[None, :]
                 W[slot_of[a.uid]] = a.direction
             if noise > 0:
-                acts += 0.1 * noise * rng.normal(size=acts.shape)
+                acts += 0.02 * noise * rng.normal(size=acts.shape)
             d = _dictionary(W, [slot_of[a.uid] for a in alive], threshold)
             acts_ND = torch.from_numpy(acts).float()
             with torch.no_grad():

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ontogeny.errors import SiteError, StoreError
-from ontogeny.series.sites import capture, parse_site
+from ontogeny.series.sites import capture, parse_site, site_width  # noqa: F401  (site_width: re-export)
 from ontogeny.store.activations import DTYPES, ActivationStore, write_store_meta, write_unit
 
 
@@ -93,11 +93,13 @@ def check_sites(sites: Sequence[str], n_layers: int) -> None:
 
 def cache_activations(series, token_ids_ST: torch.Tensor, sites: Sequence[str], root: str | Path,
                       steps: Sequence[int] | None = None, batch_size: int = 32, dtype: str = "float32",
-                      shard_rows: int = 1 << 20, config: Any = None,
+                      shard_rows: int = 1 << 20, config: Any = None, skip_complete: bool = True,
                       on_step: Callable[[int], None] | None = None) -> ActivationStore:
-    """Capture `sites` at each step on the same token ids and write them; complete units are skipped.
+    """Capture `sites` at each step on the same token ids and write them.
 
-    One forward pass per batch serves every site; each (step, site) is written atomically.
+    One forward pass per batch serves every site; each (step, site) is written atomically. With
+    `skip_complete` (what `ontogeny cache` does to extend a store) units already complete are left alone;
+    the study passes False, since its manifest alone decides what is done.
     """
     steps = list(series.steps if steps is None else steps)
     if dtype not in DTYPES:
@@ -108,7 +110,7 @@ def cache_activations(series, token_ids_ST: torch.Tensor, sites: Sequence[str], 
                      {"series": ",".join(c.describe() for c in series.checkpoints)})
     store = ActivationStore(root)
     for step in steps:
-        todo = [s for s in sites if not store.has(step, s)]
+        todo = [s for s in sites if not (skip_complete and store.has(step, s))]
         if todo:
             acts = capture_all(series.model(step), token_ids_ST, todo, batch_size)
             for site, acts_ND in acts.items():

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from ontogeny import progress as _progress
 from ontogeny.errors import ConfigError, SeriesError, StoreError
 from ontogeny.series.corpus import CorpusConfig, build_corpus
 from ontogeny.series.data import TokenData
@@ -200,6 +201,7 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
     recent: list[float] = []
     t0 = time.perf_counter()
     tokens_seen = 0
+    bar = _progress.start("series training", total=cfg.n_steps, unit="steps")
     for step in range(cfg.n_steps + 1):
         if step in save_at:
             metrics = evaluate(model, data, cfg)
@@ -220,6 +222,7 @@ def train_series(cfg: SeriesConfig, out_dir: str | Path, progress: Progress | No
                "tokens_per_s": tokens_seen / (time.perf_counter() - t0)}
         step_log.append(rec)
         recent.append(rec["loss"])
+        bar.advance(1, loss=rec["loss"])
         if progress:
             progress(step, rec)
     _write_table(out / "train_log.parquet", step_log)

@@ -93,12 +93,27 @@ def n_selected(model: nn.Module, masks: Masks | None) -> int:
     return int(sum(params[k].numel() if m is None else int(m.sum()) for k, m in masks.items()))
 
 
+def special_token_ids(model: nn.Module, tokenizer=None) -> set[int]:
+    """Ids of special tokens (PAD, BOS, EOS, UNK, …): the model config's and, if given, the tokenizer's."""
+    ids = {getattr(model.config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    if tokenizer is not None:
+        ids |= set(getattr(tokenizer, "all_special_ids", []) or [])
+    return {int(i) for i in ids if isinstance(i, int) and i >= 0}
+
+
+def probe_pool(model: nn.Module, tokenizer=None, vocab_low: int = 0) -> torch.Tensor:
+    """Every token id in [vocab_low, vocab) except the special tokens: the full-vocabulary probe pool."""
+    special = special_token_ids(model, tokenizer)
+    return torch.tensor([i for i in range(vocab_low, model.config.vocab_size) if i not in special])
+
+
 @torch.no_grad()
 def induction_scores(model: nn.Module, n_seqs: int = 32, half_len: int = 24, seed: int = 0,
-                     vocab_low: int = 1, pool: torch.Tensor | None = None) -> torch.Tensor:
+                     vocab_low: int = 0, pool: torch.Tensor | None = None, tokenizer=None) -> torch.Tensor:
     """Induction score per head [layers, heads]: on [r, r] with r random tokens, the mean attention from
     each query in the second copy to the token right after that query's earlier occurrence (Olsson et al. 2022).
-    `pool` restricts r to those token ids (e.g. the sub-vocabulary a small model learnt to copy).
+    `pool` restricts r to those token ids (e.g. the sub-vocabulary a small model learnt to copy); by default
+    the whole vocabulary without special tokens (PAD, BOS, EOS of the config and of `tokenizer`).
     """
     from ontogeny.series.sites import capture
 
@@ -108,9 +123,10 @@ def induction_scores(model: nn.Module, n_seqs: int = 32, half_len: int = 24, see
         raise ConfigError(f"half_len {half_len}: sequences of {2 * half_len} tokens exceed the context {max_pos}")
     gen = torch.Generator().manual_seed(seed)
     if pool is None:
-        r_BP = torch.randint(vocab_low, vocab, (n_seqs, half_len), generator=gen)
-    else:
-        r_BP = pool[torch.randint(0, len(pool), (n_seqs, half_len), generator=gen)]
+        pool = probe_pool(model, tokenizer, vocab_low)
+    if len(pool) == 0:
+        raise ConfigError("the induction probe pool is empty (every id is a special token)")
+    r_BP = pool[torch.randint(0, len(pool), (n_seqs, half_len), generator=gen)]
     ids_BT = torch.cat([r_BP, r_BP], dim=1)
     sites = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
     pats = capture(model, ids_BT, sites, stop_early=False)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ontogeny.slt.sgld import LossFn, ObservableFn, Params
+from ontogeny.slt.sgld import BatchFn, LossFn, ObservableFn, Params, SGLDConfig, shuffled_batches
 
 
 @contextlib.contextmanager
@@ -50,3 +50,9 @@ def token_loss_observable(model: nn.Module, ids_NT: torch.Tensor, chunk: int = 1
 def model_params(model: nn.Module) -> Params:
     """Detached parameter dict of a model (w*)."""
     return {k: v.detach() for k, v in model.named_parameters()}
+
+
+def lm_batches(ids_NT: torch.Tensor, cfg: SGLDConfig) -> BatchFn:
+    """The SGLD minibatch stream over token sequences; its n (of nβ = n/ln n) is the number of predicted
+    tokens, N·(T − 1), because the loss is a per-token mean."""
+    return shuffled_batches(ids_NT, cfg.batch_size, cfg.seed, n_samples=ids_NT.shape[0] * (ids_NT.shape[1] - 1))

@@ -1,7 +1,8 @@
 """The SLT stages as library calls (used by `ontogeny llc`, `ontogeny susceptibility` and the study).
 
-`llc_rows` gives one LLC-curve row per component at one checkpoint; `susceptibility_run` writes the
-susceptibility tables and figures of one checkpoint and returns the headline numbers.
+`llc_rows` gives one LLC-curve row per component at one checkpoint; `calibrate_lm` chooses ε and γ for
+a language model; `susceptibility_run` writes the susceptibility tables and figures of one checkpoint
+and returns the headline numbers.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from ontogeny.slt.sgld import SGLDConfig
 
 
 def llc_rows(model, ids_NT: torch.Tensor, cfg: SGLDConfig, components: Sequence[str], step: int,
-             on_step: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """λ̂ = nβ(E[L] − L(w*)) for each component ('full', 'l<L>h<H>', ..., 'heads' = every head)."""
+             on_step: Callable[[int], None] | None = None,
+             traces: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """λ̂ = nβ(E[L] − L(w*)) for each component ('full', 'l<L>h<H>', ..., 'heads' = every head).
+
+    Each row carries the convergence figures (between-chain std, half difference, burn-in, share of draws
+    below L(w*), diverged chains, a `converged` flag and the warnings in words) and nβ as used. `traces`,
+    if given, receives label -> (x[chain][draw], burn-in draws) for the trace figure; `extra` columns
+    (e.g. the calibration summary) are added to every row.
+    """
     from ontogeny.slt.heads import component_masks, head_names, n_selected
     from ontogeny.slt.llc import estimate_llc
-    from ontogeny.slt.lm import eager_attention, lm_loss_fn, model_params
-    from ontogeny.slt.sgld import shuffled_batches
+    from ontogeny.slt.lm import eager_attention, lm_batches, lm_loss_fn, model_params
 
     comps = [c for x in components for c in (head_names(model) if x == "heads" else [x])]
     params = model_params(model)
@@ -29,12 +36,46 @@ def llc_rows(model, ids_NT: torch.Tensor, cfg: SGLDConfig, components: Sequence[
     for comp in comps:
         masks = component_masks(model, comp)
         with eager_attention(model):
-            res = estimate_llc(lm_loss_fn(model), params, shuffled_batches(ids_NT, cfg.batch_size, cfg.seed), cfg,
-                               masks=masks, on_step=on_step)
+            res = estimate_llc(lm_loss_fn(model), params, lm_batches(ids_NT, cfg), cfg, masks=masks, on_step=on_step)
+        summ = res.summary()
         rows.append({"step": step, "component": comp, "n_params": n_selected(model, masks),
-                     "llc_mean": res.llc_mean, "llc_std": res.llc_std, "init_loss": res.init_loss,
-                     "draws_per_s": res.draws_per_second, "n_warnings": len(res.warnings)})
+                     "llc_mean": res.llc_mean, "llc_std": res.llc_std, "llc_half_diff": res.half_diff,
+                     "init_loss": res.init_loss, "n_beta": res.n_beta, "lr": cfg.lr, "gamma": cfg.gamma,
+                     "burnin_draws": res.n_burnin_draws, "kept_draws": res.n_kept_draws,
+                     "below_init_frac": summ["below_init_frac"], "n_diverged": res.n_diverged,
+                     "converged": res.converged, "draws_per_s": res.draws_per_second,
+                     "n_warnings": len(res.warnings), "warning": " | ".join(res.warnings) or "none",
+                     **(extra or {})})
+        if traces is not None and res.excess_CD is not None:
+            traces[f"step {step} {comp}"] = (res.excess_CD.tolist(), res.n_burnin_draws)
     return rows
+
+
+def calibrate_lm(model, ids_NT: torch.Tensor, cfg: SGLDConfig, cal=None, component: str = "full",
+                 on_point: Callable[[dict[str, Any]], None] | None = None):
+    """`slt.calibrate.calibrate` for a language model's next-token loss on `ids_NT` (one component)."""
+    from ontogeny.slt.calibrate import calibrate
+    from ontogeny.slt.heads import component_masks
+    from ontogeny.slt.lm import eager_attention, lm_batches, lm_loss_fn, model_params
+
+    with eager_attention(model):
+        return calibrate(lm_loss_fn(model), model_params(model), lm_batches(ids_NT, cfg), cfg, cal,
+                         masks=component_masks(model, component), on_point=on_point)
+
+
+def calibrate_and_record(model, ids_NT: torch.Tensor, cfg: SGLDConfig, out: Path, inputs: dict[str, str] | None = None,
+                         cal=None, on_point: Callable[[dict[str, Any]], None] | None = None):
+    """Calibrate SGLD on `model` (whole model) and write the grid: tables/llc_calibration.parquet and
+    figures/llc_calibration.json under the run `out`. Returns (chosen SGLDConfig, the columns for the LLC
+    table: calibrated lr, gamma, plateau flag, points passed) and the Calibration itself."""
+    from ontogeny.slt.figures import calibration_plot
+    from ontogeny.slt.tables import write_table
+    from ontogeny.store import layout
+
+    calib = calibrate_lm(model, ids_NT, cfg, cal, on_point=on_point)
+    write_table(calib.rows, layout.table_path(out, "llc_calibration"), cal, inputs)
+    calibration_plot(calib.rows, layout.figures_dir(out))
+    return calib.config, calib.summary(), calib
 
 
 def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_threshold: float = 0.3,
@@ -47,7 +88,7 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_th
     Returns the tables' rows, the SGLD warnings and the result object.
     """
     from ontogeny.series.corpus import build_corpus
-    from ontogeny.slt.figures import pc_scatter, response_heatmap
+    from ontogeny.slt.figures import pc_scatter, response_heatmap, trace_plot
     from ontogeny.slt.heads import induction_scores
     from ontogeny.slt.susceptibility import susceptibility_sweep, token_sets_from_corpus
     from ontogeny.slt.tables import head_pca_rows, head_separation, susceptibility_rows, write_table
@@ -58,7 +99,7 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_th
     res = susceptibility_sweep(model, sampling, base_ids, probe_ids, cfg, on_component=on_component,
                                on_step=on_step)
     induction = induction_scores(model, half_len=min(24, model.config.max_position_embeddings // 2),
-                                 pool=induction_pool)
+                                 pool=induction_pool, tokenizer=tokenizer)
     tables = susceptibility_rows(res, step)
     heads, pcs = head_pca_rows(res, induction, step)
     sep = head_separation(heads, induction_threshold)
@@ -69,6 +110,9 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_th
         write_table(rows, out / "tables" / f"{name}.parquet", cfg, inputs)
     response_heatmap(res.response_PK, res.probes, res.components, out / "figures")
     pc_scatter(heads, out / "figures")
+    trace_plot({f"step {step} {c}": (r.excess_CD.tolist(), r.n_burnin_draws) for c, r in res.llc.items()
+                if r.excess_CD is not None and c in ("full", *res.components[:3])}, out / "figures",
+               "susceptibility_traces")
     return {"step": step, "heads": heads, "pcs": pcs[:5], "separation": sep, "warnings": res.warnings[:20],
             "response": {"probes": res.probes, "components": res.components,
                          "matrix": res.response_PK.tolist() if hasattr(res.response_PK, "tolist") else res.response_PK}}

@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.func import grad_and_value, vmap
 
+from ontogeny import progress as _progress
 from ontogeny.errors import ConfigError
 
 Params = dict[str, torch.Tensor]
@@ -212,6 +213,7 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
         return {k: (nb * g_[k] + gam * (w_[k] - w0[k])) * fmasks[k] for k in w_}
 
     t0 = time.perf_counter()
+    bar = _progress.start("SGLD", total=n_steps + 1, unit="steps")
     for step in range(n_steps + 1):  # point w_step, visited after `step` updates; the last one is not moved
         batch = batches(step)
         is_draw = step > burn and (step - burn) % bw == 0
@@ -222,6 +224,7 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
                 loss_C = vmap(loss_sampled, in_dims=(0, None, None))(w, frozen, batch) if backend == "vmap" else \
                     torch.stack([loss_sampled({k: v[c] for k, v in w.items()}, frozen, batch) for c in range(C)])
         trace[:, step] = loss_C.detach()
+        bar.advance(1)
         if is_draw:
             draws.append(loss_C.detach())
             with torch.no_grad():

@@ -25,8 +25,8 @@ from torch import nn
 from ontogeny.errors import ConfigError
 from ontogeny.slt.heads import component_masks, head_names, n_selected
 from ontogeny.slt.llc import LLCResult, llc_from_samples
-from ontogeny.slt.lm import eager_attention, lm_loss_fn, model_params, token_loss_observable
-from ontogeny.slt.sgld import SGLDConfig, sample, shuffled_batches
+from ontogeny.slt.lm import eager_attention, lm_batches, lm_loss_fn, model_params, token_loss_observable
+from ontogeny.slt.sgld import SGLDConfig, sample
 
 Centring = Literal["devinterp", "covariance"]
 
@@ -82,13 +82,14 @@ def sample_component(model: nn.Module, component: str, sampling_ids: torch.Tenso
         obs = {k: token_loss_observable(model, sets[k]) for k in names}
         with torch.no_grad():
             base_init = float(obs["__base__"](params).double().mean())
-        res = sample(lm_loss_fn(model), params, shuffled_batches(sampling_ids, sgld.batch_size, sgld.seed), sgld,
+        res = sample(lm_loss_fn(model), params, lm_batches(sampling_ids, sgld), sgld,
                      masks=masks, observables=obs, on_step=on_step)
     model.train(was_training)
-    base_CD = res.observables["__base__"].double().flatten(2).mean(dim=2)
-    probe = {k: res.observables[k].double().flatten(2) for k in probe_ids}
+    # the detected burn-in draws are dropped from the observables as from the LLC (same sampler, same rule)
+    base_CD = res.kept(res.observables["__base__"]).double().flatten(2).mean(dim=2)
+    probe = {k: res.kept(res.observables[k]).double().flatten(2) for k in probe_ids}
     return ComponentDraws(component, n_selected(model, masks), base_init, base_CD, probe,
-                          llc_from_samples(res, sgld.n_beta))
+                          llc_from_samples(res, tol=sgld.convergence_tol))
 
 
 def per_token_chi(draws: ComponentDraws, probe: str, centre: ComponentDraws | None = None,

@@ -126,19 +126,24 @@ def _read(path: Path, key: str, with_meta: bool = False):
 
 def write_store_meta(root: str | Path, token_ids_ST: torch.Tensor, sites: Sequence[str],
                      widths: dict[str, int], steps: Sequence[int], config: Any = None,
-                     inputs: dict[str, str] | None = None) -> None:
-    """Create or check a store's tokens and metadata; an existing store must have the same tokens."""
+                     inputs: dict[str, str] | None = None, merge: bool = True) -> None:
+    """Create or check a store's tokens and metadata.
+
+    With `merge` (extending a store, as `ontogeny cache` does) an existing store must hold the same
+    tokens and keeps its other sites and steps. Without it (a study, whose manifest decides what is
+    current) the index is rewritten to exactly these tokens, sites and steps.
+    """
     root = Path(root)
     h = tensor_hash(token_ids_ST)
     meta_path = root / STORE_META
-    if meta_path.exists():
+    if meta_path.exists() and merge:
         old = json.loads(meta_path.read_text())
         if old["tokens_hash"] != h:
             raise StoreError(f"store {root} holds activations of other token ids; use a new folder")
         sites = list(dict.fromkeys([*old["sites"], *sites]))
         widths = {**old["widths"], **widths}
         steps = sorted(set(old["steps"]) | set(steps))
-    else:
+    elif not (meta_path.exists() and json.loads(meta_path.read_text())["tokens_hash"] == h):
         root.mkdir(parents=True, exist_ok=True)
         with atomic_path(root / TOKENS_FILE) as tmp:
             save_file({"token_ids": token_ids_ST.contiguous()}, str(tmp))

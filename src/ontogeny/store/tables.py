@@ -54,30 +54,57 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
     return json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
 
 
+def _open_tables(tables: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each readable `tables/*.parquet` as a lazy Arrow dataset by view name, and the unreadable ones' errors."""
+    import pyarrow.dataset as ds
+
+    good: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    for f in sorted(tables.glob("*.parquet")):
+        try:
+            schema = pq.read_schema(f)  # reads the footer: a truncated or foreign file fails here
+            if not schema.names:  # an empty table written without columns has nothing to query
+                continue
+            good[f.stem] = ds.dataset(str(f), format="parquet")
+        except Exception as e:  # pyarrow raises several types for a corrupt file
+            broken[f.stem] = f"{f} is not a readable Parquet file ({type(e).__name__}: {e})"
+    return good, broken
+
+
 def connect(run_dir: str | Path):
-    """An in-memory DuckDB connection with a view per Parquet table of the run."""
+    """A read-only, in-memory DuckDB connection with a view per readable Parquet table of the run.
+
+    Why this way: the SQL comes from the user, so the connection has no file system access
+    (`enable_external_access = false`, locked): COPY ... TO, read_csv('/etc/passwd') and ATTACH fail.
+    The tables are handed over as Arrow datasets registered by name (no SQL is built from file names),
+    so a table file named like SQL stays a name. Unreadable tables are left out and listed in
+    `con.ontogeny_broken` ({view name: reason}); the others still answer.
+    """
     import duckdb
 
     tables = Path(run_dir) / "tables"
     files = sorted(tables.glob("*.parquet"))
     if not files:
         raise StoreError(f"no Parquet tables under {tables}")
-    con = duckdb.connect()
-    for f in files:
-        if not pq.read_schema(f).names:  # an empty table written without columns has nothing to query
-            continue
-        con.execute(f"CREATE VIEW \"{f.stem}\" AS SELECT * FROM read_parquet('{f.as_posix()}')")
-    return con
+    good, broken = _open_tables(tables)
+    con = duckdb.connect(config={"enable_external_access": False, "lock_configuration": True})
+    for name, dataset in good.items():
+        con.register(name, dataset)
+    return con, broken
 
 
 def query(run_dir: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run SQL over the run's tables; returns (column names, rows)."""
+    """Run SQL over the run's tables; returns (column names, rows). Errors name the tables (and broken files)."""
     import duckdb
 
-    con = connect(run_dir)
+    con, broken = connect(run_dir)
     try:
         cur = con.execute(sql)
+        return [d[0] for d in cur.description or []], cur.fetchall()
     except duckdb.Error as e:
-        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-        raise StoreError(f"query failed: {e} (tables: {', '.join(sorted(names))})") from None
-    return [d[0] for d in cur.description], cur.fetchall()
+        hit = [reason for name, reason in broken.items() if name.lower() in sql.lower()]
+        if hit:
+            raise StoreError("; ".join(hit)) from None
+        names = sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
+        extra = f"; unreadable: {'; '.join(broken.values())}" if broken else ""
+        raise StoreError(f"query failed: {e} (tables: {', '.join(names)}){extra}") from None

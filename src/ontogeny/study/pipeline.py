@@ -3,8 +3,11 @@
 series -> activations (per checkpoint) -> dictionaries (per checkpoint) -> analyses (life history,
 crosscoder, LLC per checkpoint, susceptibilities, capability curves, emergence sweep) -> report.
 Units of one stage run through `ontogeny.compute.map_units` (in process or on Ray) and each is
-recorded in the manifest as it finishes, so a study killed at any point resumes without recomputing
-finished units.
+recorded in the manifest as it finishes, with the files it wrote, so a study killed at any point
+resumes without recomputing finished units, and a finished unit whose files were changed or deleted
+behind its back is recomputed with its dependents. Before anything is written the whole config is
+checked (sites against the architecture, the series' checkpoints); one process holds the run directory
+(`store.lock.RunLock`); study.json says running, complete, failed or interrupted (with error and unit).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Any
 
 from ontogeny.compute import map_units
 from ontogeny.config import StudyConfig
+from ontogeny.errors import StoreError
 from ontogeny.study import stages
-from ontogeny.study.manifest import Manifest, unit_key
+from ontogeny.study.manifest import Manifest, new_artifacts, snapshot, unit_key
 from ontogeny.store import layout
+from ontogeny.store.lock import RunLock
 from ontogeny.store.run import provenance, remove_stale_temporaries, write_json
 
-Event = Callable[[str, str, dict[str, Any]], None]  # (kind: "start"|"skip"|"done", unit name, info)
+Event = Callable[[str, str, dict[str, Any]], None]  # (kind: "start"|"skip"|"stale"|"done", unit name, info)
 
 
 @dataclass
@@ -37,18 +42,27 @@ class Unit:
     key: str = ""
 
 
-def _call(job: tuple) -> tuple[dict[str, Any], float]:
+def _call(job: tuple) -> tuple[dict[str, Any], float, dict[str, dict[str, Any]]]:
+    """Run one unit where it runs (this process or a Ray worker); also return the files it wrote.
+
+    The files are found by comparing the run directory before and after (exact in process; with Ray,
+    units of one stage running at once may also list each other's files, which only errs towards
+    recomputing more)."""
     fn, run_dir, cfg_json, arg = job
+    before = snapshot(run_dir)
     t0 = time.perf_counter()
     result = fn(run_dir, cfg_json, arg)
-    return result, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return result, seconds, new_artifacts(run_dir, before)
 
 
 class Study:
     """A study in a run directory (see DESIGN.md for the layout)."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None):
+    def __init__(self, cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None,
+                 verify: bool = False):
         self.cfg = cfg
+        self.verify = verify
         self.run_dir = Path(run_dir)
         self.cfg_json = cfg.model_dump(mode="json")
         self.manifest = Manifest(self.run_dir)
@@ -56,6 +70,8 @@ class Study:
         self.keys: dict[str, str] = {}
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.stale: dict[str, list[str]] = {}  # unit -> what was wrong with its artifacts
+        self.current: list[str] = []  # units of the stage being executed, not yet finished
 
     # -- planning ------------------------------------------------------------------------------
     def _section(self, name: str) -> Any:
@@ -79,7 +95,7 @@ class Study:
         series, ids = stages.study_token_ids(self.run_dir, self.cfg)
         a = self.cfg.activations
         write_store_meta(layout.activations_dir(self.run_dir), ids, a.sites, {s: series.d_model for s in a.sites}, steps,
-                         a.model_dump(mode="json"))
+                         a.model_dump(mode="json"), merge=False)
         return self._finalise([Unit(f"activations/step_{s:06d}", stages.activations_unit, s,
                                     self._section("activations"), ["series"]) for s in steps])
 
@@ -122,30 +138,53 @@ class Study:
     def execute(self, units: list[Unit]) -> None:
         todo = []
         for u in units:
-            if self.manifest.is_done(u.name, u.key):
+            if not self.manifest.is_done(u.name, u.key) or any(d in self.ran for d in u.deps):
+                todo.append(u)
+                continue
+            problems = self.manifest.problems(u.name, full=self.verify)
+            if problems:
+                self.stale[u.name] = problems
+                self.on_event("stale", u.name, {"problems": problems})
+                todo.append(u)
+            else:
                 self.skipped.append(u.name)
                 self.on_event("skip", u.name, {})
-            else:
-                todo.append(u)
         if not todo:
             return
+        self.current = [u.name for u in todo]
         for u in todo:
             self.on_event("start", u.name, {})
 
-        def done(i: int, out: tuple[dict[str, Any], float]) -> None:
+        def done(i: int, out: tuple[dict[str, Any], float, dict[str, Any]]) -> None:
             u = todo[i]
-            self.manifest.record(u.name, u.key, u.config, out[0], out[1])
+            self.manifest.record(u.name, u.key, u.config, out[0], out[1], out[2])
             self.ran.append(u.name)
+            self.current.remove(u.name)
             self.on_event("done", u.name, {"seconds": out[1]})
 
         map_units(_call, [(u.fn, str(self.run_dir), self.cfg_json, u.arg) for u in todo],
                   backend=self.cfg.compute.backend, address=self.cfg.compute.address, on_done=done)
 
     def run(self) -> dict[str, Any]:
-        """Run every stage that is not complete; returns what ran and what was skipped."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.run_dir)
-        self._write_record("running")
+        """Run every stage that is not complete; returns what ran, what was skipped and what was stale."""
+        stages.validate_study(self.cfg)  # before anything is written
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise StoreError(f"cannot create the run directory {self.run_dir}: permission denied") from None
+        with RunLock(self.run_dir):
+            remove_stale_temporaries(self.run_dir)
+            self._write_record("running")
+            try:
+                out = self._run_stages()
+            except BaseException as e:
+                status = "interrupted" if isinstance(e, KeyboardInterrupt | SystemExit) else "failed"
+                self._write_record(status, {"error": f"{type(e).__name__}: {e}", "units": list(self.current)})
+                raise
+            self._write_record("complete")
+        return out
+
+    def _run_stages(self) -> dict[str, Any]:
         self.execute(self.plan_series())
         steps = self.steps()
         self.execute(self.plan_activations(steps))
@@ -157,15 +196,18 @@ class Study:
         report = self._finalise([Unit("report", stages.report_unit, None, {"report": 1},
                                       [u.name for u in analyses + merge])])
         self.execute(report)
-        self._write_record("complete")
-        return {"ran": self.ran, "skipped": self.skipped, "steps": steps,
+        return {"ran": self.ran, "skipped": self.skipped, "stale": self.stale, "steps": steps,
                 "report": str(layout.report_page(self.run_dir))}
 
-    def _write_record(self, status: str) -> None:
+    def _write_record(self, status: str, failure: dict[str, Any] | None = None) -> None:
         units = {e["unit"]: e["key"] for e in self.manifest.all()}
-        write_json(layout.study_record(self.run_dir), {"status": status, "units": units, **provenance(self.cfg_json)})
+        record = {"status": status, "units": units, **provenance(self.cfg_json)}
+        if failure:
+            record["failure"] = failure
+        write_json(layout.study_record(self.run_dir), record)
 
 
-def run_study(cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
-    """Run (or resume) a study; see `Study`."""
-    return Study(cfg, run_dir, on_event).run()
+def run_study(cfg: StudyConfig, run_dir: str | Path, on_event: Event | None = None,
+              verify: bool = False) -> dict[str, Any]:
+    """Run (or resume) a study; see `Study`. `verify`: hash every recorded artifact (else size + mtime)."""
+    return Study(cfg, run_dir, on_event, verify).run()

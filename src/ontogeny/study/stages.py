@@ -19,6 +19,34 @@ def _cfg(cfg_json: dict) -> StudyConfig:
     return StudyConfig.model_validate(cfg_json)
 
 
+def validate_study(cfg: StudyConfig) -> None:
+    """Check what can be checked before a file is written; ConfigError / SiteError / SeriesError name it.
+
+    Sites (and the crosscoder's site) against the architecture: the embedded series' config, or the
+    source series' checkpoints (loading their configs also checks that they share one architecture and
+    one tokenizer); the dictionary fields at the sites' width (e.g. k <= d_sae).
+    """
+    from ontogeny.series.capture import check_sites
+
+    s = cfg.series
+    if s.source == "embedded":
+        n_layers, width = s.train.n_layers, s.train.d_model
+    else:
+        from ontogeny.series.load import load_series
+
+        series = load_series(s.source, steps=s.steps, revisions=s.revisions)
+        n_layers, width = series.n_layers, series.d_model
+    check_sites(cfg.activations.sites, n_layers)
+    if cfg.crosscoder.site is not None:
+        check_sites([cfg.crosscoder.site], n_layers)
+        if cfg.crosscoder.site not in cfg.activations.sites:
+            from ontogeny.errors import ConfigError
+
+            raise ConfigError(f"crosscoder.site {cfg.crosscoder.site!r} is not among activations.sites "
+                              f"{cfg.activations.sites}")
+    cfg.dictionaries.dictionary_fields(width)
+
+
 def series_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
     """Train the embedded series (atomically, as one folder) or point at an existing one."""
     from ontogeny.series.load import load_series, write_pointer
@@ -112,7 +140,8 @@ def activations_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, Any]:
     series, ids = study_token_ids(run_dir, cfg)
     a = cfg.activations
     store = cache_activations(series.subset([step]), ids, a.sites, layout.activations_dir(run_dir),
-                              batch_size=a.batch_size, dtype=a.dtype, config=a.model_dump(mode="json"))
+                              batch_size=a.batch_size, dtype=a.dtype, config=a.model_dump(mode="json"),
+                              skip_complete=False)
     return {"step": step, "sites": len(a.sites), "rows": int(store.token_ids.numel())}
 
 

@@ -1,0 +1,112 @@
+"""The numbers a reader looks for first, per section, read from the unit results in manifest/.
+
+Every value is text: a missing or non-finite number is said in words ("not measured"), never `nan`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# Capability metrics whose change point is always shown (others only when abrupt).
+KEY_CAPABILITIES = ("induction_score", "rep_loss_second", "prefix_matching_max")
+MISSING = "not measured"
+
+
+def fmt(v: Any, missing: str = MISSING) -> str:
+    """A value as short text; None, NaN and inf are said in words."""
+    if v is None:
+        return missing
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return missing
+        if math.isinf(v):
+            return "infinite"
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x, missing) for x in v) if v else "none"
+    return str(v)
+
+
+def manifest(run_dir: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for p in sorted((run_dir / "manifest").glob("*.json")):
+        e = json.loads(p.read_text())
+        out[e["unit"]] = e
+    return out
+
+
+def headlines(run_dir: str | Path) -> list[tuple[str, str, str]]:
+    """(label, value, what it means) rows, in reading order (for a summary table on the terminal)."""
+    return [row[1:] for row in sectioned_headlines(run_dir)]
+
+
+def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
+    """(section key, label, value, what it means) rows, in reading order."""
+    units = manifest(Path(run_dir))
+    rows: list[tuple[str, str, str, str]] = []
+
+    def res(name: str) -> dict[str, Any]:
+        return units.get(name, {}).get("result", {}) or {}
+
+    s = res("series")
+    if s.get("steps"):
+        rows.append(("series", "checkpoints", fmt(len(s["steps"])), f"steps {s['steps'][0]} … {s['steps'][-1]}"))
+    if s.get("induction_jump_step") is not None:
+        rows.append(("series", "induction emerges (training log)", f"step {s['induction_jump_step']}",
+                     "largest change point of the series' induction score (loss on a span's first copy minus "
+                     f"its repeat; {fmt(s.get('induction_final'))} nats at the end)"))
+    lh = res("lifehistory")
+    if lh:
+        t = (lh.get("turnover") or {}).get("all") or {}
+        rows.append(("lifehistory", "turnover ratio (early / late)", fmt(t.get("ratio")),
+                     f"lineage events per training step before step {fmt(lh.get('early_cutoff_step'))} "
+                     "over those after it (paper: ~40×)"))
+        rows.append(("lifehistory", "carrier scaffold size", fmt(lh.get("n_carriers")),
+                     "lineages alive and stable from onset to the end (top N across sites)"))
+        if lh.get("recruitment_final") is not None:
+            rows.append(("lifehistory", "recruitment under carriers", f"{100 * lh['recruitment_final']:.1f}%",
+                         "share of active features at the last checkpoint that sit under a carrier (paper: 64%)"))
+        abl = lh.get("ablation") or {}
+        joint = abl.get("joint_delta_ce")
+        if joint:
+            rows.append(("lifehistory", "carrier joint ablation z-score", fmt(joint.get("z")),
+                         f"Δ next-token loss of removing all carriers at every layer ({fmt(joint.get('value'))}) vs "
+                         f"count-matched random populations ({fmt(joint.get('control_mean'))} ± "
+                         f"{fmt(joint.get('control_sd'))}); percentile {fmt(joint.get('percentile'))}"))
+        elif abl.get("error"):
+            rows.append(("lifehistory", "carrier joint ablation", "not measured", str(abl["error"])))
+        p = lh.get("prediction") or {}
+        if p.get("fold_accuracy"):
+            acc = sum(p["fold_accuracy"]) / len(p["fold_accuracy"])
+            rows.append(("lifehistory", "carriers predicted from onset firing", fmt(acc),
+                         f"mean {fmt(p.get('n_folds'))}-fold accuracy (chance ≈ {fmt(p.get('null_accuracy_mean'))})"))
+        elif lh.get("prediction_error"):
+            rows.append(("lifehistory", "carriers predicted from onset firing", "not measured",
+                         str(lh["prediction_error"])))
+    llc = res("llc")
+    if llc.get("llc"):
+        rows.append(("llc", "LLC through training", fmt([round(x, 1) if x is not None else None for x in llc["llc"]]),
+                     f"λ̂ at steps {fmt(llc.get('steps'))}"))
+    for e in res("capabilities").get("events", []):
+        if e.get("jump_step") is not None and (e.get("abrupt") or e.get("metric") in KEY_CAPABILITIES):
+            rows.append(("capabilities", f"emergence step: {e['metric']}", fmt(e["jump_step"]),
+                         f"largest change point (Δ {fmt(e.get('delta'))}, abrupt: {fmt(e.get('abrupt'))})"))
+    cc = res("crosscoder")
+    if cc.get("reldec_classes"):
+        rows.append(("crosscoder", "crosscoder RelDec classes",
+                     fmt([f"{k}: {v}" for k, v in sorted(cc["reldec_classes"].items())]),
+                     f"latents per class over checkpoints {fmt(cc.get('steps'))} "
+                     "(RelDec > 0.7 emerging, < 0.3 discontinued, else shared)"))
+    for i, row in enumerate(res("susceptibility").get("separation", [])[:2]):
+        n_ind = row.get("n_induction_heads")
+        gap = fmt(row.get("standardised_gap"), "not measured (no head passes the threshold)" if not n_ind else MISSING)
+        rows.append(("susceptibility", f"induction heads on response PC{i + 1}",
+                     f"gap {gap}; ρ {fmt(row.get('spearman_induction'))}",
+                     f"standardised gap between the {fmt(n_ind, 'no')} heads with induction score ≥ "
+                     f"{fmt(row.get('threshold'))} and the others; Spearman ρ of loading vs induction score"))
+    return rows

@@ -1,0 +1,136 @@
+"""Calibration, detected burn-in and the new diagnostics against truths they cannot tune to: the regular
+Gaussian model's λ = d/2, a synthetic trace with a known transient, heavy-tailed but stable chains."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from ontogeny.errors import ConfigError
+from ontogeny.slt.calibrate import CalibrationConfig, calibrate, choose
+from ontogeny.slt.diagnostics import chain_checks, convergence, mser_truncation
+from ontogeny.slt.heads import probe_pool, special_token_ids
+from ontogeny.slt.sgld import SGLDConfig, default_n_beta, sample, shuffled_batches
+
+
+def _noisy_trace(n: int, transient: int, seed: int) -> torch.Tensor:
+    """Stationary AR(1) noise around 10 plus an exponential climb from 0 that dies out by `transient`."""
+    gen = torch.Generator().manual_seed(seed)
+    e = torch.randn(n, generator=gen, dtype=torch.float64)
+    ar = torch.zeros(n, dtype=torch.float64)
+    for t in range(1, n):
+        ar[t] = 0.5 * ar[t - 1] + e[t]
+    t = torch.arange(n, dtype=torch.float64)
+    tau = transient / 5  # e^-5 of the gap (10) is 0.07, under the noise
+    return 10 - 10 * torch.exp(-t / tau) + ar, 10 + ar
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mser_finds_a_known_transient(seed):
+    x, stationary = _noisy_trace(400, 100, seed)
+    d = mser_truncation(x)
+    assert 40 <= d <= 160, d  # the climb is over 10 units for ~3τ = 60 draws; it must be cut, not much more
+    bias = lambda k: abs(float(x[k:].mean() - stationary[k:].mean()))  # the transient's share of the mean
+    assert bias(d) < 0.1 < 0.5 < bias(0)  # left below the mean's standard error (≈ 0.1)
+    assert mser_truncation(_noisy_trace(400, 5, seed)[0]) <= 80  # hardly any transient: little dropped
+    drift = torch.linspace(0, 20, 400, dtype=torch.float64) + 0.1 * torch.randn(400, dtype=torch.float64)
+    assert mser_truncation(drift) >= 195  # never stationary: the cut sits at its limit (half the draws)
+
+
+def test_first_draw_is_not_w_star_and_default_n_beta_is_n_over_log_n():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 3, generator=gen)
+    loss = lambda p, b: 0.5 * ((b[0] - p["w"]) ** 2).sum(dim=1).mean()
+    w_star = {"w": x.mean(dim=0)}
+    cfg = SGLDConfig(lr=1e-3, gamma=1.0, num_chains=2, num_draws=10, batch_size=50)
+    res = sample(loss, w_star, shuffled_batches((x,), 50, 0), cfg, observables={"w": lambda p: p["w"]})
+    assert res.n_beta == pytest.approx(500 / math.log(500)) == default_n_beta(500)
+    assert (res.observables["w"][:, 0] != w_star["w"]).all()  # draw 1 is after one update
+    assert res.loss_trace_CS.shape == (2, cfg.num_steps + 1)
+    b0 = shuffled_batches((x,), 50, 0)(0)
+    torch.testing.assert_close(res.loss_trace_CS[:, 0], loss(w_star, b0).expand(2))  # the trace starts at w*
+    # the loss recorded at draw d is the loss at the draw's parameters, on that step's batch
+    b1 = shuffled_batches((x,), 50, 0)(1)
+    torch.testing.assert_close(res.draw_loss_CD[:, 0], torch.stack([loss({"w": w}, b1) for w in res.observables["w"][:, 0]]))
+    with pytest.raises(ConfigError, match="n_beta"):
+        sample(loss, w_star, lambda s: (x[:50],), cfg)  # no sample size known and no n_beta
+
+
+def test_divergence_is_relative_to_the_stationary_spread():
+    # A 1-d quadratic: nβ(L − L*) is ½χ²₁-distributed (heavily right-skewed) yet stationary: no divergence.
+    cfg = SGLDConfig(lr=1e-2, n_beta=10.0, gamma=0.0, num_chains=4, num_draws=3000)
+    res = sample(lambda p, b: 0.5 * (p["w"] ** 2).sum(), {"w": torch.zeros(1)}, lambda s: None, cfg)
+    assert not res.diverged_C.any()
+    # a chain whose values run away after burn-in, while the other three stay put, is flagged alone
+    x = torch.randn(4, 400, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 5
+    x[2, 300:] += torch.linspace(0, 200, 100, dtype=torch.float64)
+    checks = chain_checks(x, torch.ones(4, dtype=torch.bool), 0, 10.0)
+    assert checks.diverged_C.tolist() == [False, False, True, False]
+
+
+def test_convergence_figures_against_brute_force():
+    x = torch.arange(24, dtype=torch.float64).reshape(3, 8)
+    conv = convergence(x)
+    per = x.mean(dim=1)
+    assert conv.mean == pytest.approx(float(per.mean()))
+    assert conv.chain_std == pytest.approx(float(per.std(unbiased=False)))
+    assert conv.half_diff == pytest.approx(float(x[:, :4].mean() - x[:, 4:].mean())) == -4.0
+
+
+def _gaussian_mean_task(d: int, n: int, seed: int = 0):
+    """Data x_n ~ N(μ, I_d), loss ½‖x − w‖² per sample: a regular model, λ = d/2, minimum at the sample mean."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) + 1.0
+    loss = lambda p, b: 0.5 * ((b[0] - p["w"]) ** 2).sum(dim=1).mean()
+    return x, loss, {"w": x.mean(dim=0)}
+
+
+def test_calibration_on_a_regular_gaussian_model_finds_d_over_2():
+    d = 6
+    x, loss, w_star = _gaussian_mean_task(d, 2000)
+    base = SGLDConfig(batch_size=50, num_chains=4, num_draws=300)
+    cal = CalibrationConfig(lrs=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], gammas=[1.0, 100.0, 1000.0], num_draws=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = calibrate(loss, w_star, shuffled_batches((x,), 50, 0), base, cal)
+    assert len(result.rows) == 15 and sum(r["chosen"] for r in result.rows) == 1
+    assert result.config.n_beta == pytest.approx(default_n_beta(2000))
+    # the largest step fails a criterion (MALA or divergence); γ = 1000 halves the estimate and is not chosen
+    assert not [r for r in result.rows if r["lr"] == 1e-2 and r["gamma"] == 1.0][0]["passed"]
+    assert result.config.gamma == 1.0
+    assert result.estimate.llc_mean == pytest.approx(d / 2, rel=0.1)
+    # an independent run at the chosen settings with more draws agrees with theory too
+    cfg = result.config.model_copy(update={"num_draws": 1000, "seed": 7})
+    from ontogeny.slt.llc import estimate_llc
+
+    assert estimate_llc(loss, w_star, shuffled_batches((x,), 50, 7), cfg).llc_mean == pytest.approx(d / 2, rel=0.1)
+
+
+def test_choose_rules_on_a_planted_grid():
+    row = lambda g, lr, v, ok=True: {"gamma": g, "lr": lr, "llc_mean": v, "passed": ok}
+    rows = [row(1, 1e-4, 9.0, False), row(1, 1e-3, 9.5),  # γ = 1: only one passing ε
+            row(10, 1e-5, 6.0), row(10, 1e-4, 8.0), row(10, 3e-4, 8.3), row(10, 1e-3, 12.0), row(100, 1e-4, 5.0),
+            row(100, 3e-4, 5.1)]
+    pick, plateau = choose(rows, 0.1)
+    assert plateau and (pick["gamma"], pick["lr"]) == (10, 3e-4)  # last ε that agrees with the previous one
+    pick, plateau = choose([row(10, 1e-4, 4.0), row(10, 1e-3, 8.0)], 0.1)
+    assert not plateau and pick["lr"] == 1e-4
+    assert choose([row(10, 1e-4, 4.0, False)], 0.1) == (None, False)
+
+
+def test_special_tokens_are_not_in_the_probe_pool():
+    from transformers import GPTNeoXForCausalLM
+
+    from ontogeny.testing import tiny_config
+
+    model = GPTNeoXForCausalLM(tiny_config(50, pad_token_id=3, bos_token_id=0, eos_token_id=0))
+
+    class Tok:
+        all_special_ids = [1, 3]
+
+    assert special_token_ids(model, Tok()) == {0, 1, 3}
+    pool = probe_pool(model, Tok())
+    assert len(pool) == 47 and not set(pool.tolist()) & {0, 1, 3}
