@@ -81,7 +81,11 @@ def main() -> None:
                     "config": {"d_in": D, "d_sae": F, "batch": B, "k": 32, "rounds": a.rounds,
                                "order": "ontogeny, saelens, saelens, ontogeny"},
                     "flops_per_step": 6 * B * D * F, "throughput": [], "time_to_quality": []}
-    for t in (int(x) for x in a.threads.split(",")):
+    def save() -> None:  # after every row, so an interrupted run keeps what it measured
+        (HERE / "results").mkdir(exist_ok=True)
+        (HERE / "results" / "sae_train.json").write_text(json.dumps(result, indent=2))
+
+    def throughput_rows(t: int) -> None:
         for rule in a.rules.split(","):
             for regime in (["sparse", "dense"] if rule in ("relu", "jumprelu") else ["sparse"]):
                 runs = abba(pythons, [*shape, "--rule", rule, "--regime", regime, "--threads", str(t)], a.rounds)
@@ -95,23 +99,32 @@ def main() -> None:
                     row["ratio_tokens_per_s"] = round(row["ontogeny"]["tokens_per_s"] /
                                                       row["saelens"]["tokens_per_s"], 2)
                 result["throughput"].append(row)
+                save()
                 print(json.dumps(row), file=sys.stderr)
-    ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
-                "--n-features", "512", "--threads", "1"]
-    for rule in filter(None, a.ttq_rules.split(",")):
-        runs = abba(pythons, [*ttq_args, "--rule", rule], 1)
-        row = {"rule": rule, "targets": {"fvu": 0.1, "mmcs": 0.9}}
-        for impl, rs in runs.items():
-            times = [r["train_s"] for r in rs if r["train_s"] is not None]
-            row[impl] = {"train_s": round(statistics.median(times), 2) if times else "not reached",
-                         "reached_at_step": [r["reached_at_step"] for r in rs],
-                         "final_fvu": [round(r["fvu"], 4) for r in rs], "final_mmcs": [round(r["mmcs"], 4) for r in rs]}
-        if "saelens" in row and all(isinstance(row[i]["train_s"], float) for i in ("ontogeny", "saelens")):
-            row["ratio_time_to_quality"] = round(row["saelens"]["train_s"] / row["ontogeny"]["train_s"], 2)
-        result["time_to_quality"].append(row)
-        print(json.dumps(row), file=sys.stderr)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "sae_train.json").write_text(json.dumps(result, indent=2))
+
+    def ttq_rows() -> None:
+        ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
+                    "--n-features", "512", "--threads", "1"]
+        for rule in filter(None, a.ttq_rules.split(",")):
+            runs = abba(pythons, [*ttq_args, "--rule", rule], 1)
+            row = {"rule": rule, "targets": {"fvu": 0.1, "mmcs": 0.9}}
+            for impl, rs in runs.items():
+                times = [r["train_s"] for r in rs if r["train_s"] is not None]
+                row[impl] = {"train_s": round(statistics.median(times), 2) if times else "not reached",
+                             "reached_at_step": [r["reached_at_step"] for r in rs],
+                             "final_fvu": [round(r["fvu"], 4) for r in rs],
+                             "final_mmcs": [round(r["mmcs"], 4) for r in rs]}
+            if "saelens" in row and all(isinstance(row[i]["train_s"], float) for i in ("ontogeny", "saelens")):
+                row["ratio_time_to_quality"] = round(row["saelens"]["train_s"] / row["ontogeny"]["train_s"], 2)
+            result["time_to_quality"].append(row)
+            save()
+            print(json.dumps(row), file=sys.stderr)
+
+    threads = [int(x) for x in a.threads.split(",")]
+    ttq_rows()
+    for t in threads:
+        throughput_rows(t)
+    save()
     print(json.dumps(result))
 
 

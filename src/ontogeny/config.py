@@ -24,6 +24,7 @@ from ontogeny.dictionaries.train import TrainConfig
 from ontogeny.emergence.sweep import SweepConfig
 from ontogeny.errors import ConfigError
 from ontogeny.lifehistory.config import LifeHistoryConfig
+from ontogeny.report.features import FeaturePagesConfig
 from ontogeny.series.capture import CaptureConfig, TokenSetConfig
 from ontogeny.series.train import SeriesConfig
 from ontogeny.slt.sgld import SGLDConfig
@@ -149,6 +150,12 @@ class EmergenceSection(_Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig, description="SweepConfig (ontogeny.emergence.sweep)")
 
 
+class FeaturesSection(FeaturePagesConfig):
+    """Feature-page data for the report: every FeaturePagesConfig field (ontogeny.report.features)."""
+
+    enabled: bool = Field(True, description="write feature-page data (needs the life history)")
+
+
 class ComputeSection(_Section):
     backend: Literal["process", "ray"] = Field("process", description="where units run: in process or on Ray")
     address: str | None = Field(None, description="Ray cluster address (None: a local instance)")
@@ -168,6 +175,7 @@ class StudyConfig(_Section):
     susceptibility: SusceptibilitySection = Field(default_factory=SusceptibilitySection)
     capabilities: CapabilitiesSection = Field(default_factory=CapabilitiesSection)
     emergence: EmergenceSection = Field(default_factory=EmergenceSection)
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
 
 

@@ -80,3 +80,20 @@ def test_census_finds_the_trained_heads(models):
     h0, c0 = census_checkpoint(untrained, pool, CFG, step=0)
     assert named_heads(h0, CFG) == {"previous_token": [], "induction": []}
     assert max(abs(r["copy_gain"]) for r in c0) < 0.3
+
+
+def test_census_tables_and_figure_round_trip(models, tmp_path):
+    import json
+
+    from ontogeny.census.figures import write_census
+    from ontogeny.store.tables import read_table
+
+    _, model = models
+    heads, copies = census_checkpoint(model, torch.arange(V), CFG.model_copy(update={"ablate": False}), step=8)
+    paths = write_census(heads, copies, tmp_path / "tables", tmp_path / "figures", {"test": 1})
+    back = read_table(paths["heads"])
+    assert len(back) == 2 * 2 * 4 and back[0]["ablation_copy_increase"] is None  # layers x heads x probes
+    assert [r["copy_gain"] for r in read_table(paths["heads_copy"])] == pytest.approx([r["copy_gain"] for r in copies])
+    fig = json.loads(paths["figure"].read_text())
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    assert len(fig["data"]) == 2 * 4 + 4  # two panels of 4 heads (no ablation panel) + 4 copy-gain probes

@@ -26,6 +26,7 @@ from ontogeny.dictionaries.train import TrainConfig
 from ontogeny.emergence.sweep import SweepConfig
 from ontogeny.errors import ConfigError
 from ontogeny.lifehistory.config import LifeHistoryConfig
+from ontogeny.report.features import FeaturePagesConfig
 from ontogeny.series.capture import CaptureConfig, TokenSetConfig
 from ontogeny.series.train import SeriesConfig
 from ontogeny.slt.sgld import SGLDConfig
@@ -50,6 +51,7 @@ SHARED = [
     (study_config.CrosscoderSection, CrosscodeConfig, {"steps", "site"}),
     (study_config.LLCSection, TokenSetConfig, set()),
     (study_config.SusceptibilitySection, SusceptibilityConfig, set()),
+    (study_config.FeaturesSection, FeaturePagesConfig, set()),
 ]
 # (section, field, package model whose default instance that field must hold)
 NESTED = [

@@ -8,6 +8,8 @@ import torch
 
 from ontogeny.causal.attribution import IGConfig, ig_token_effects, indirect_effects, logit_diff, site_stack
 from ontogeny.causal.tasks import MinimalPair, tokenize_pairs
+from ontogeny.crosscoding.presence import NO_EFFECT, effect_classes
+from ontogeny.crosscoding.reldec import rel_ie
 from ontogeny.crosscoding.validate import ablation_effects, spliced_metric
 from ontogeny.dictionaries.crosscoder import CrossCoder, CrossCoderConfig
 from ontogeny.series.load import load_series
@@ -91,8 +93,9 @@ def test_indirect_effects_threshold_and_relie(setup):
     eff_thr = indirect_effects(models, cc, SITE, pairs, IGConfig(steps=4, node_threshold=1e9, batch_size=2))
     assert eff.ie_KF.shape == (3, 40) and np.abs(eff.ie_KF).sum() > 0
     assert np.all(eff_thr.ie_KF == 0)
-    np.testing.assert_allclose(eff_thr.rel_ie(), 0.5)
-    rel = eff.rel_ie()
+    np.testing.assert_allclose(rel_ie(eff_thr.ie_KF), 1 / 3)          # the documented 1/M, not 0.5
+    assert set(effect_classes(eff_thr.ie_KF.T, ["A", "B", "C"], eff_thr.noise_floor())) == {NO_EFFECT}
+    rel = rel_ie(eff.ie_KF)
     nz = np.abs(eff.ie_KF).sum(0) > 0
     np.testing.assert_allclose(rel[nz].sum(1), 1.0)
     assert eff.n_pairs == 3 and eff.n_tokens == sum(len(p) for p in pairs.prefixes)
@@ -116,3 +119,25 @@ def test_ablation_matches_brute_force(setup):
                 with patched(model, {SITE: lambda a: x_new.reshape(a.shape)}):
                     abl = logit_diff(model(input_ids=ids_BT).logits, last_B, correct_B, wrong_B)
             assert abs(float((abl - clean).mean()) - got["delta_mu"][row, m]) < 1e-4
+
+
+def test_null_latents_match_their_own_ig_when_direction_is_the_decoder(setup):
+    """The noise-floor null reuses a latent's codes with a random direction; with the latent's own decoder
+    row as the 'random' direction its null effect must equal that latent's IE (same formula, two paths)."""
+    models, pairs, cc = setup
+    from ontogeny.causal import attribution
+
+    cfg = IGConfig(steps=4, node_threshold=0.0, batch_size=2, n_null=6, null_seed=3)
+    idx, _ = attribution.null_latents(cc, 6, seed=3)
+    own = cc.W_dec_FKD.detach()[idx]
+    orig = attribution.null_latents
+    attribution.null_latents = lambda c, n, seed=0: (idx, own)
+    try:
+        eff = indirect_effects(models, cc, SITE, pairs, cfg)
+    finally:
+        attribution.null_latents = orig
+    np.testing.assert_allclose(eff.null_KR, eff.ie_KF[:, idx.numpy()], rtol=1e-4, atol=1e-7)
+    real = indirect_effects(models, cc, SITE, pairs, cfg)
+    assert real.null_KR.shape == (3, 6) and real.noise_floor(0.95) >= real.noise_floor(0.5) >= 0
+    # random directions carry less effect than the latents with the largest |IE|
+    assert real.noise_floor(1.0) < np.abs(real.ie_KF).sum(0).max()

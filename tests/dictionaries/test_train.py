@@ -134,3 +134,38 @@ def test_atm_observe_computes_exact_ablation_contribution():
     fired = (codes > 0).float()
     assert torch.allclose(pol.freq_F, fired.mean(0))
     assert torch.allclose(pol.mag_F, codes.sum(0) / fired.sum(0).clamp_min(1), atol=1e-6)
+
+
+def _hierarchical_batches(truth: Dictionary, n_parents: int, n_children: int, n: int, B: int, seed: int,
+                          noise: float = 0.02):
+    """Shared firing support: 2 of `n_parents` parents per token, each with one of its children (or none);
+    a child fires only with its parent. x = truth.decode(codes) (the real decoder path, with a b_dec
+    offset) + Gaussian noise."""
+    gen = torch.Generator().manual_seed(seed)
+    P, C = n_parents, n_children
+    for _ in range(n):
+        par = torch.rand(B, P, generator=gen).topk(2, dim=1).indices
+        codes = torch.zeros(B, truth.cfg.d_sae).scatter(1, par, 0.5 + torch.rand(B, 2, generator=gen))
+        child = torch.randint(0, C + 1, (B, 2), generator=gen)
+        vals = (0.5 + torch.rand(B, 2, generator=gen)) * (child < C)
+        codes.scatter_add_(1, P + par * C + child.clamp_max(C - 1), vals)
+        with torch.no_grad():
+            yield truth.decode(codes) + noise * torch.randn(B, truth.cfg.d_in, generator=gen)
+
+
+@pytest.mark.parametrize("rule, kw", [("batchtopk", {}), ("matryoshka_batchtopk", {"matryoshka_widths": [8, 16]})])
+def test_batch_topk_kinds_recover_features_with_shared_support_and_noise(rule, kw):
+    """8 parents x 3 children in 32 dimensions, children co-firing with their parent, noise 0.02: parents
+    and children are each found (measured here: batchtopk 0.92 / 0.89, matryoshka 0.83 / 0.84)."""
+    P, C, d = 8, 3, 32
+    truth = Dictionary(DictionaryConfig(rule="relu", d_in=d, d_sae=P + P * C), seed=5)
+    with torch.no_grad():
+        truth.b_dec_D.copy_(0.3 * torch.randn(d, generator=torch.Generator().manual_seed(6)))
+    G = truth.W_dec_FD.detach()
+    m = Dictionary(DictionaryConfig(rule=rule, d_in=d, d_sae=64, k=4, threshold_start_step=200, **kw), seed=11)
+    assert float(max_cosines(G, m.W_dec_FD.detach()).mean()) < 0.6
+    res = train(m, _hierarchical_batches(truth, P, C, 600, 256, seed=1), TrainConfig(lr=4e-3, dead_tokens=40_000),
+                total_steps=600)
+    cos = max_cosines(G, m.W_dec_FD.detach())
+    assert float(cos[:P].mean()) >= 0.75 and float(cos[P:].mean()) >= 0.75, (rule, cos[:P].mean(), cos[P:].mean())
+    assert res.final()["fvu"] < 0.15

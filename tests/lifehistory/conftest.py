@@ -1,4 +1,9 @@
-"""Planted life-history series shared by the life-history tests (built once per session)."""
+"""Planted life-history series shared by the life-history tests (built once per session).
+
+Each series goes through the real encoder path (`synthetic.planted_series`: activations -> a ReLU
+`Dictionary` -> codes). Three seeds at noise 0, 0.1 and 0.2; the analyses use DEFAULT parameters except
+the sizes of the matching null and of the prediction's permutation null (they report, they decide nothing).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from ontogeny.lifehistory.synthetic import planted_series
 
 torch.set_num_threads(1)
 
+SEEDS_NOISE = ((0, 0.0), (1, 0.1), (2, 0.2))
+
 
 @pytest.fixture(scope="session")
 def planted():
@@ -17,9 +24,19 @@ def planted():
 
 
 @pytest.fixture(scope="session")
+def planted_mid():
+    return planted_series(seed=1, noise=0.1)
+
+
+@pytest.fixture(scope="session")
 def planted_noisy():
-    """The same design with intensity noise and spurious firings."""
-    return planted_series(seed=1, noise=0.3)
+    """Another seed with intensity noise, spurious firings and activation noise at the top level (0.2)."""
+    return planted_series(seed=2, noise=0.2)
+
+
+@pytest.fixture(scope="session")
+def planted_all(planted, planted_mid, planted_noisy):
+    return {0.0: planted, 0.1: planted_mid, 0.2: planted_noisy}
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +55,27 @@ def recovered_events(match, site: str, t: int) -> set[tuple[str, int, str, int, 
     return got
 
 
-@pytest.fixture(scope="session")
-def analysed(planted):
-    """The full analysis of the clean planted series, carriers count = planted count."""
-    from ontogeny.lifehistory.analysis import LifeHistoryInputs, analyse
+def fast_defaults():
+    """LifeHistoryConfig with every default except the two null sizes (speed only)."""
     from ontogeny.lifehistory.config import LifeHistoryConfig
 
-    cfg = LifeHistoryConfig.model_validate({"match": {"n_null": 2}, "scaffold": {"n_carriers": len(planted.carriers)},
-                                            "predict": {"n_permutations": 0}})
-    return analyse(LifeHistoryInputs(planted.steps, planted.sites, planted.codes, planted.W_dec), cfg), cfg
+    return LifeHistoryConfig.model_validate({"match": {"n_null": 2}, "predict": {"n_permutations": 20},
+                                            "scaffold": {"n_null": 50}})
+
+
+def run(ps, cfg=None):
+    from ontogeny.lifehistory.analysis import LifeHistoryInputs, analyse
+
+    cfg = cfg or fast_defaults()
+    return analyse(LifeHistoryInputs(ps.steps, ps.sites, ps.codes, ps.W_dec, seq_len=ps.seq_len), cfg), cfg
+
+
+@pytest.fixture(scope="session")
+def analysed(planted):
+    """The full analysis of the clean planted series with default parameters."""
+    return run(planted)
+
+
+@pytest.fixture(scope="session")
+def analysed_noisy(planted_noisy):
+    return run(planted_noisy)

@@ -18,7 +18,7 @@ def planted_lineages(ps, site):
     root = {}
     for a in sorted(atoms.values(), key=lambda a: a.start):
         root[a.uid] = a.uid if a.origin in ("initial", "born", "split") else root[a.parent]
-    absorbed = {-(a.carrier_of + 2) for a in atoms.values() if a.origin == "merge-target"}
+    absorbed = {a.absorbed for a in atoms.values() if a.origin == "merge-target"}
     out = {}
     for r in set(root.values()):
         members = [atoms[u] for u, rr in root.items() if rr == r]

@@ -59,17 +59,59 @@ def test_planted_events_recovered_exactly_on_clean_data(planted, as_events):
     assert kinds_seen == {"stable", "transformed", "died", "born", "split", "merge"}
 
 
-def test_planted_events_f1_high_under_noise(planted_noisy, as_events):
-    cfg = MatchConfig(n_null=0)
-    truth, got = set(), set()
-    for site in planted_noisy.sites:
-        for t in range(len(planted_noisy.steps) - 1):
-            m = match_checkpoints(planted_noisy.codes[site][t], planted_noisy.codes[site][t + 1], None, None, cfg)
-            got |= as_events(m, site, t)
-    truth = planted_noisy.events
-    non_stable = {e for e in truth if e[2] != "stable"}
-    assert _f1(truth, got) >= 0.97
-    assert _f1(non_stable, {e for e in got if e[2] != "stable"}) >= 0.9
+@pytest.mark.parametrize("noise", [0.0, 0.1, 0.2])
+def test_births_deaths_splits_merges_f1_with_default_parameters(planted_all, as_events, noise):
+    ps = planted_all[noise]
+    got = set()
+    for site in ps.sites:
+        for t in range(len(ps.steps) - 1):
+            got |= as_events(match_checkpoints(ps.codes[site][t], ps.codes[site][t + 1], ps.W_dec[site][t],
+                                               ps.W_dec[site][t + 1], MatchConfig(n_null=0)), site, t)
+    for kind in ("born", "died", "split", "merge"):
+        truth = {e for e in ps.events if e[2] == kind}
+        assert len(truth) >= 50, kind
+        assert _f1(truth, {e for e in got if e[2] == kind}) >= 0.95, (noise, kind)
+    assert _f1(ps.events, got) >= 0.97
+
+
+def test_split_children_share_the_parent_support_and_correlate(planted):
+    """The planted siblings correlate strongly (so a sibling-correlation guard would call them born);
+    detection from the parent's side still finds them."""
+    site = planted.sites[0]
+    rs = []
+    for t in range(len(planted.steps) - 1):
+        m = match_checkpoints(planted.codes[site][t], planted.codes[site][t + 1], planted.W_dec[site][t],
+                              planted.W_dec[site][t + 1], MatchConfig(n_null=0))
+        cont = {i: j for i, j, _, _, _ in m.pairs}
+        for i, j, _, _ in m.splits:
+            rs.append(float(correlation(planted.codes[site][t + 1][:, [cont[i]]],
+                                        planted.codes[site][t + 1][:, [j]])[0, 0]))
+    assert len(rs) >= 20 and min(rs) > 0.5
+
+
+def test_nested_newborn_is_born_not_split_and_decoders_decide():
+    """A feature born inside a continuing parent with its own direction is a birth; with the parent's
+    direction it is a split; without decoders only the overlap is tested (a split)."""
+    gen = torch.Generator().manual_seed(0)
+    n = 2000
+    par = torch.zeros(n)
+    par[:400] = torch.rand(400, generator=gen) + 0.5
+    child = torch.zeros(n)
+    child[:100] = par[:100]
+    other = torch.zeros(n)
+    other[1000:1100] = 1.0
+    a = torch.stack([par, other], 1)
+    b = torch.stack([par, other, child], 1)
+    W_a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for child_dir, want in (([0.0, 0.0, 1.0], "born"), ([0.9, 0.1, 0.0], "split")):
+        W_b = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], child_dir])
+        m = match_checkpoints(a, b, W_a, W_b, MatchConfig(n_null=0))
+        kinds = {"born": [j for j, *_ in m.born], "split": [j for _, j, *_ in m.splits]}
+        assert kinds[want] == [2], (want, m)
+    m = match_checkpoints(a, b, None, None, MatchConfig(n_null=0))
+    assert [j for _, j, *_ in m.splits] == [2]
+    m = match_checkpoints(a, b, None, None, MatchConfig(n_null=0, split_overlap=1.0))
+    assert [j for _, j, *_ in m.splits] == [2]  # the child lies entirely inside the parent
 
 
 def test_permutation_null_gives_no_chance_matches_where_planted_has_many(planted):
@@ -85,7 +127,7 @@ def test_decoder_signal_agrees_with_activation_matching_on_planted(planted):
     site = planted.sites[1]
     m = match_checkpoints(planted.codes[site][-2], planted.codes[site][-1], planted.W_dec[site][-2],
                           planted.W_dec[site][-1], MatchConfig(n_null=0))
-    assert m.direction_agree == 1.0
+    assert m.direction_agree >= 0.95
     unchanged = [cos for _, _, r, cos, _ in m.pairs if r > 0.999]  # same atom on both sides
     assert len(unchanged) >= 25 and np.allclose(unchanged, 1.0)
 

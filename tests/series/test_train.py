@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -20,7 +21,7 @@ from ontogeny.series.data import TokenData
 from ontogeny.series.schedule import checkpoint_steps, lr_at
 from ontogeny.series.synthetic import copy_losses, induction_metrics, repeated_tokens
 from ontogeny.series.tokenizer import train_tokenizer
-from ontogeny.series.train import SeriesConfig, build_model, read_losses, read_record, train_series
+from ontogeny.series.train import SeriesConfig, build_model, read_losses, read_record, train_series, training_jump
 
 
 def test_checkpoint_schedule_is_pythia_like():
@@ -160,7 +161,12 @@ def test_batches_are_a_function_of_the_step():
     again = data.batch(5, 8, 6, 16)
     assert torch.equal(nat, again[0]) and torch.equal(syn, again[1])
     assert not torch.equal(nat, data.batch(6, 8, 6, 16)[0])
-    assert set(syn.flatten().tolist()) <= set(data.alphabet_ids.tolist())
+    # spans and background come from the whole vocabulary by default (pool="vocab"), not the alphabet
+    assert set(syn.flatten().tolist()) <= set(data.vocab_ids.tolist())
+    assert len(set(syn.flatten().tolist()) - set(data.alphabet_ids.tolist())) > 20
+    alpha = TokenData.build(corpus, train_tokenizer(corpus, 512), cfg.synthetic.model_copy(update={"pool": "alphabet"}),
+                            32, 4, seed=0)
+    assert set(alpha.batch(5, 8, 6, 16)[1].flatten().tolist()) <= set(alpha.alphabet_ids.tolist())
     stream = data.train_stream.tolist()
     row = nat[0].tolist()  # natural rows are windows of the train stream
     assert any(stream[i: i + 33] == row for i in range(len(stream) - 32))
@@ -179,3 +185,17 @@ def test_bad_config_names_the_field(tmp_path):
         _ = SeriesConfig(context=16).induction_periods
     res = CliRunner().invoke(app, ["series", "info", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "missing" in res.output
+
+
+def test_training_jump_finds_a_planted_step_and_its_width():
+    rng = np.random.default_rng(0)
+    steps = np.arange(1000)
+    clean = 5.0 - 3.0 / (1 + np.exp(-(steps - 600) / 10.0))  # logistic drop of 3 nats centred at 600
+    jump = training_jump((clean + rng.normal(0, 0.2, 1000)).tolist())
+    assert abs(jump["step"] - 600) <= 15
+    assert jump["drop"] == pytest.approx(3.0, abs=0.3)
+    # 10-90% of a logistic with scale 10 takes 2 * 10 * ln 9 = 44 steps, widened a little by smoothing
+    assert 30 <= jump["width"] <= 80
+    flat = training_jump(rng.normal(5.0, 0.2, 1000).tolist())
+    assert abs(flat["drop"]) < 0.1  # no jump: the best split separates nothing
+    assert training_jump([1.0] * 10)["step"] is None

@@ -91,11 +91,11 @@ def _gaussian_mean_task(d: int, n: int, seed: int = 0):
 def test_calibration_on_a_regular_gaussian_model_finds_d_over_2():
     d = 6
     x, loss, w_star = _gaussian_mean_task(d, 2000)
-    base = SGLDConfig(batch_size=50, num_chains=4, num_draws=300)
+    base = SGLDConfig(batch_size=200, num_chains=4, num_draws=300)
     cal = CalibrationConfig(lrs=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], gammas=[1.0, 100.0, 1000.0], num_draws=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = calibrate(loss, w_star, shuffled_batches((x,), 50, 0), base, cal)
+        result = calibrate(loss, w_star, shuffled_batches((x,), 200, 0), base, cal)
     assert len(result.rows) == 15 and sum(r["chosen"] for r in result.rows) == 1
     assert result.config.n_beta == pytest.approx(default_n_beta(2000))
     # the largest step fails a criterion (MALA or divergence); γ = 1000 halves the estimate and is not chosen
@@ -106,7 +106,7 @@ def test_calibration_on_a_regular_gaussian_model_finds_d_over_2():
     cfg = result.config.model_copy(update={"num_draws": 1000, "seed": 7})
     from ontogeny.slt.llc import estimate_llc
 
-    assert estimate_llc(loss, w_star, shuffled_batches((x,), 50, 7), cfg).llc_mean == pytest.approx(d / 2, rel=0.1)
+    assert estimate_llc(loss, w_star, shuffled_batches((x,), 200, 7), cfg).llc_mean == pytest.approx(d / 2, rel=0.1)
 
 
 def test_choose_rules_on_a_planted_grid():
@@ -115,7 +115,9 @@ def test_choose_rules_on_a_planted_grid():
             row(10, 1e-5, 6.0), row(10, 1e-4, 8.0), row(10, 3e-4, 8.3), row(10, 1e-3, 12.0), row(100, 1e-4, 5.0),
             row(100, 3e-4, 5.1)]
     pick, plateau = choose(rows, 0.1)
-    assert plateau and (pick["gamma"], pick["lr"]) == (10, 3e-4)  # last ε that agrees with the previous one
+    assert plateau and (pick["gamma"], pick["lr"]) == (10, 1e-4)  # smaller ε of the last agreeing pair
+    rows.insert(5, row(10, 5e-4, 8.5))  # a longer plateau moves the pick up
+    assert choose(rows, 0.1)[0]["lr"] == 3e-4
     pick, plateau = choose([row(10, 1e-4, 4.0), row(10, 1e-3, 8.0)], 0.1)
     assert not plateau and pick["lr"] == 1e-4
     assert choose([row(10, 1e-4, 4.0, False)], 0.1) == (None, False)

@@ -36,7 +36,7 @@ def test_study_writes_every_artifact(tiny_study):
                   "susceptibility_heads"):
         assert list((run_dir / "tables").glob(f"{table}.parquet")), table
     page = (run_dir / "report" / "index.html").read_text()
-    assert "Headline numbers" in page and "Plotly.newPlot" in page
+    assert "<th>headline</th>" in page and "Plotly.newPlot" in page
     assert "<script src=" not in page  # self-contained: plotly.js is inlined, nothing is fetched
     series = Manifest(run_dir).entry("series")["result"]
     assert series["induction_jump_step"] in STEPS[1:]  # a change point of the logged induction curve

@@ -20,6 +20,9 @@ def crosscode(
                                          "(alias of `steps`; required unless the config gives them)."),
     site: str = typer.Option(None, help="Hook site of the activations (alias of `site`)."),
     store: Optional[Path] = typer.Option(None, help="Activation store (default: RUN_DIR/activations)."),
+    activations: Optional[Path] = typer.Option(None, help="Folder of activation files instead of a store: "
+                                               "step_XXXXXX/<site>.safetensors or step_XXXXXX/activations.safetensors "
+                                               "(tensor 'acts', tokens x d_in). RelDec only, unless --series is given."),
     series: Optional[Path] = typer.Option(None, help="Checkpoint series (default: RUN_DIR/series)."),
     d_sae: int = typer.Option(None, help="Number of shared latents (alias of `d_sae`)."),
     rule: str = typer.Option(None, help="relu (L1 weighted by summed decoder norms) or batchtopk (alias of `rule`)."),
@@ -56,8 +59,14 @@ def crosscode(
                  "n_pairs": n_pairs, "ig.steps": ig_steps, "ig.node_threshold": node_threshold, "low": low,
                  "high": high, "top_k": top_k, "ablate": ablate, "seed": seed, "name": name}
         cfg = build_config(CrosscodeConfig, config, set_, flags, origin="crosscode")
-        acts = ActivationStore(store or layout.activations_dir(run_dir))
-        ser = load_series(series or layout.series_dir(run_dir), steps=cfg.steps, device=device)
+        if activations is not None:
+            from ontogeny.crosscoding.sources import from_files
+
+            acts = from_files(activations, cfg.steps, cfg.site)
+            ser = load_series(series, steps=cfg.steps, device=device) if series is not None else None
+        else:
+            acts = ActivationStore(store or layout.activations_dir(run_dir))
+            ser = load_series(series or layout.series_dir(run_dir), steps=cfg.steps, device=device)
         with progress() as bar:
             ids: dict[str, int] = {}
 
@@ -71,12 +80,18 @@ def crosscode(
         s = result.summary
         show_table("crosscoder", [{"alive": s["alive"], "dead": s["dead"], "fvu": s["fvu"], "l0": s["l0"],
                                    **{kk: v for kk, v in s.items() if kk.startswith("fvu_")}}])
-        show_table("RelDec classes (alive latents)", [{"class": c, "latents": n}
-                                                      for c, n in sorted(s["reldec_classes"].items())])
+        show_table(f"presence classes of alive latents (tau {s['presence_tau']:g})",
+                   [{"class": c, "latents": n} for c, n in s["reldec_classes"].items()])
+        show_table("presence classes against tau", [{"tau": t, **c} for t, c in s["presence_sensitivity"].items()])
+        show_table("sparsity", [s["sparsity"]])
         show_table("latent scaling", [s["artefacts"]])
-        show_table("tasks: accuracy per checkpoint, top-|IE| latents, Spearman of ablation vs RelDec/RelIE",
-                   [{"task": t, **{kk: v for kk, v in row.items() if not kk.startswith(("metric_", "ie_err_"))}}
+        show_table("tasks: accuracy per checkpoint, top-|IE| latents, no-effect latents, Spearman of ablation "
+                   "vs RelDec/RelIE",
+                   [{"task": t, **{kk: v for kk, v in row.items()
+                                   if not kk.startswith(("metric_", "ie_err_", "relie_classes"))}}
                     for t, row in s["tasks"].items()])
+        show_table("RelIE classes of alive latents per task",
+                   [{"task": t, **row.get("relie_classes", {})} for t, row in s["tasks"].items()])
         for name, path in result.paths.items():
             console.print(f"wrote {path}")
 

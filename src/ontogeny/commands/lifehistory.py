@@ -43,7 +43,6 @@ def lifehistory(
                                                 "on the final checkpoint (a study's lifehistory.ablate)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of nulls, controls and cross-validation (alias of "
                                                   "seed)")] = None,
-    force: Annotated[bool, typer.Option(help="recompute even if the summary matches config and inputs")] = False,
 ) -> None:
     """Feature life histories: matching, lineages, turnover, carrier scaffold, joint ablation, prediction.
 
@@ -70,42 +69,49 @@ def lifehistory(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done)
 
-            out = run_lifehistory(run_dir, cfg, parse_csv(sites), parse_csv_ints(steps), run.max_tokens or None,
-                                  run.ablate, run.ablation_seqs, force, tick)
+            max_tokens = run.max_tokens or None
+            old = None if force else _up_to_date(run_dir, cfg, parse_csv(sites), parse_csv_ints(steps), max_tokens,
+                                                 run.ablate, run.ablation_seqs)
+            out = old or run_lifehistory(run_dir, cfg, parse_csv(sites), parse_csv_ints(steps), max_tokens,
+                                         run.ablate, run.ablation_seqs, progress=tick)
     show(out)
 
 
+def _up_to_date(run_dir: Path, cfg, sites, steps, max_tokens, ablate, ablation_seqs) -> dict[str, Any] | None:
+    """The summary on disk when it was made from this config and these inputs (the CLI's resume; the
+    study's manifest decides for itself), else None."""
+    import json
+
+    from ontogeny.lifehistory.study import SUMMARY, available, input_hashes
+    from ontogeny.store import layout
+
+    path = layout.tables_dir(run_dir) / SUMMARY
+    if not path.exists():
+        return None
+    sites, steps = available(Path(run_dir), sites, steps)
+    want = {"config": cfg.model_dump(mode="json"), "sites": sites, "steps": steps, "max_tokens": max_tokens,
+            "ablate": ablate, "ablation_seqs": ablation_seqs}
+    old = json.loads(path.read_text())
+    prov = old.get("provenance", {})
+    if prov.get("config") != want or prov.get("inputs") != input_hashes(Path(run_dir), sites, steps):
+        return None
+    return {**old, "skipped": True}
+
+
 def show(out: dict[str, Any]) -> None:
-    """Print the headline numbers of a life-history summary as rich tables."""
-    if out.get("skipped"):
-        console.print("[yellow]up to date[/yellow]: summary matches the config and inputs (use --force to redo)")
-    show_table("Turnover (events per step): early vs late", [
-        {"site": s, "early rate": _fmt(v["early_mean_rate"]), "late rate": _fmt(v["late_mean_rate"]),
-         "ratio": _fmt(v["ratio"]), "step-weighted ratio": _fmt(v["ratio_step_weighted"]),
-         "early churn": _fmt(v["early_mean_churn"]), "late churn": _fmt(v["late_mean_churn"]),
-         "n early": int(v["n_early"]), "n late": int(v["n_late"])} for s, v in out["turnover"].items()])
-    rows = [{"lineages": out["n_lineages"], "carriers": out["n_carriers"],
-             "recruitment (final)": out["recruitment_final"], "early cut-off step": out["early_cutoff_step"],
-             "stable / transition": out["stable_per_transition"],
-             "null stable / transition": out["null_stable_mean_per_transition"]}]
-    show_table("Scaffold", rows)
-    p = out.get("prediction")
-    if p:
-        show_table("Carrier prediction from onset firing", [
-            {"fold": i + 1, "accuracy": a, "auc": u} for i, (a, u) in enumerate(zip(p["fold_accuracy"], p["fold_auc"]))]
-            + [{"fold": "mean", "accuracy": p["accuracy"], "auc": sum(p["fold_auc"]) / len(p["fold_auc"])},
-               {"fold": "null", "accuracy": p["null_accuracy_mean"], "auc": f"p={p['p_value']:.3g}"}])
-    elif out.get("prediction_error"):
-        console.print(f"[yellow]carrier prediction skipped:[/yellow] {out['prediction_error']}")
-    abl = out.get("ablation")
-    if abl and "joint_delta_ce" in abl:
-        show_table("Joint cross-layer ablation: carriers vs count-matched controls", [
-            {"metric": m, **{k: _fmt(v) for k, v in abl[m].items()}} for m in ("joint_delta_ce", "joint_kl")])
-        if "single_per_firing_carrier_percentile_mean" in abl:
-            console.print(f"single-feature per-firing ΔCE: carriers sit at percentile "
-                          f"{abl['single_per_firing_carrier_percentile_mean']:.1f} of non-carriers")
-    elif abl:
-        console.print(f"[yellow]ablation skipped:[/yellow] {abl.get('error')}")
+    """Print the headline numbers of a life-history summary (each beside its null) as rich tables."""
+    from ontogeny.lifehistory.tables import summary_tables
+
+    for title, rows in summary_tables(out):
+        show_table(title, rows)
+    for note in out.get("notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}")
+    abl = out.get("ablation") or {}
+    if "single_per_firing_carrier_percentile_mean" in abl:
+        console.print(f"single-feature per-firing ΔCE: carriers sit at percentile "
+                      f"{abl['single_per_firing_carrier_percentile_mean']:.1f} of non-carriers")
+    elif abl.get("error"):
+        console.print(f"[yellow]ablation:[/yellow] {abl['error']}")
 
 
 def register(app: typer.Typer) -> None:

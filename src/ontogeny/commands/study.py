@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
 import typer
 
-from ontogeny.commands._common import build_config, console, progress, set_option, show_table, user_errors
+from ontogeny.commands._common import build_config, console, set_option, show_table, user_errors
 
 
 def _interrupt(signum, frame) -> None:
@@ -17,23 +18,21 @@ def _interrupt(signum, frame) -> None:
 
 
 def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: Path | None,
-         verify: bool = False) -> None:
+         verify: bool = False, quiet: bool = False) -> None:
+    from ontogeny import progress as reporting
     from ontogeny.study.pipeline import run_study
 
     if backend:
         cfg = cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"backend": backend,
                                                                                 "address": address})})
     t0 = time.perf_counter()
-    with progress() as bar:
-        tasks: dict[str, int] = {}
 
-        def on_event(kind: str, name: str, info: dict) -> None:
-            if kind == "start":
-                tasks[name] = bar.add_task(name, total=1)
-            elif kind == "done":
-                bar.update(tasks[name], completed=1, description=f"{name} ({info['seconds']:.1f}s)")
-            elif kind == "stale":
-                console.print(f"[yellow]recomputing {name}:[/yellow] {'; '.join(info['problems'][:3])}")
+    def on_event(kind: str, name: str, info: dict) -> None:
+        if kind == "stale":
+            console.print(f"[yellow]recomputing {name}:[/yellow] {'; '.join(info['problems'][:3])}")
+
+    # units report their start, end and heartbeats through ontogeny.progress (lines, or bars on a terminal)
+    with reporting.use(reporting.for_stream(sys.stderr, quiet=quiet)):
 
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated study says "interrupted"
         try:
@@ -52,10 +51,7 @@ def _run(cfg, run_dir: Path, backend: str | None, address: str | None, report: P
     show_table("headline numbers", [{"measure": a, "value": b} for a, b, _ in headlines(run_dir)])
     page = Path(out["report"])
     if report is not None:
-        report.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(page, report / "index.html")
-        if (page.parent / "figures").exists():
-            shutil.copytree(page.parent / "figures", report / "figures", dirs_exist_ok=True)
+        shutil.copytree(page.parent, report, dirs_exist_ok=True)  # index.html, figures/, feature pages
         page = report / "index.html"
     console.print(f"report: {page}")
 
@@ -69,13 +65,14 @@ def study(
     report: Path = typer.Option(None, help="Also copy the report (index.html + PNGs) to this folder."),
     verify: bool = typer.Option(False, help="Hash every finished unit's files before trusting them "
                                             "(default: size and modification time; a moved time is hashed)."),
+    quiet: bool = typer.Option(False, help="No progress lines (errors and the summary still show)."),
 ) -> None:
     """Run a study: series -> activations -> dictionaries -> analyses -> report. Rerunning skips finished units
     whose files are intact, and recomputes any unit (and its dependents) whose files were changed or deleted."""
     from ontogeny.config import StudyConfig
 
     with user_errors():
-        _run(build_config(StudyConfig, config, set_, origin="study"), run_dir, backend, address, report, verify)
+        _run(build_config(StudyConfig, config, set_, origin="study"), run_dir, backend, address, report, verify, quiet)
 
 
 def demo(
@@ -84,6 +81,7 @@ def demo(
     set_: list[str] = set_option(),
     backend: str = typer.Option(None, help="process (default) or ray."),
     address: str = typer.Option(None, help="Ray cluster address."),
+    quiet: bool = typer.Option(False, help="No progress lines (errors and the summary still show)."),
 ) -> None:
     """The study on the embedded default: trains the small series here, analyses it, writes the report."""
     from ontogeny.config import StudyConfig
@@ -93,7 +91,7 @@ def demo(
         cfg = demo_config()
         if set_:
             cfg = build_config(StudyConfig, None, set_, base=cfg.model_dump(mode="json"), origin="demo")
-        _run(cfg, run_dir, backend, address, report)
+        _run(cfg, run_dir, backend, address, report, quiet=quiet)
 
 
 def query(

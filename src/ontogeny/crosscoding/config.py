@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ontogeny.causal.attribution import IGConfig
 from ontogeny.causal.tasks import TASKS
+from ontogeny.crosscoding.presence import DEFAULT_TAUS
 from ontogeny.errors import ConfigError
 
 
@@ -32,8 +33,12 @@ class CrosscodeConfig(BaseModel):
     pairs_file: Path | None = Field(None, description="JSONL of the user's own minimal pairs (added as tasks)")
     n_pairs: int = Field(64, gt=0, description="pairs generated per built-in task")
     ig: IGConfig = Field(default_factory=IGConfig, description="integrated-gradient settings")
-    low: float = Field(0.3, ge=0, le=1, description="RelDec/RelIE: below is 'discontinued' (earlier-specific)")
-    high: float = Field(0.7, ge=0, le=1, description="RelDec/RelIE: above is 'emerging' (later-specific)")
+    low: float = Field(0.3, ge=0, le=1, description="paper classes of RelDec/RelIE: below is 'discontinued'")
+    high: float = Field(0.7, ge=0, le=1, description="paper classes of RelDec/RelIE: above is 'emerging'")
+    presence_tau: float = Field(0.3, gt=0, le=1, description="presence classes: checkpoint m counts when "
+                                "norm_m / max norm >= tau (decoder norms, normalised space; |IE| likewise)")
+    tau_grid: list[float] = Field(list(DEFAULT_TAUS), description="taus of the presence-class sensitivity table")
+    duplicate_cos: float = Field(0.9, gt=0, le=1, description="sparsity diagnostic: decoder cos of duplicates")
     top_k: int = Field(10, gt=0, description="top-|IE| latents per checkpoint kept for ablation and reports")
     scaling_eps_threshold: float = Field(0.5, ge=0, description="latent scaling: nu_eps above flags shrinkage")
     scaling_rec_threshold: float = Field(0.5, ge=0, description="latent scaling: nu_rec above flags decoupling")
@@ -53,8 +58,8 @@ class CrosscodeConfig(BaseModel):
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ConfigError(f"unknown tasks {unknown}: choose from {TASKS}")
-        if not self.tasks and self.pairs_file is None:
-            raise ConfigError("no tasks: give built-in tasks or a pairs_file")
+        if any(not 0 < t <= 1 for t in self.tau_grid):
+            raise ConfigError(f"tau_grid values must be in (0, 1], got {self.tau_grid}")
         return self
 
     @property

@@ -1,14 +1,15 @@
-"""The `crosscode` study: train a crosscoder over K checkpoints, then RelDec, latent scaling, IE/RelIE on
-minimal-pair tasks, zero-ablation validation and top-activating contexts, written as tables and figures.
+"""The `crosscode` study: train a crosscoder over K checkpoints, then RelDec and presence classes, latent
+scaling and the sparsity diagnostic; with models and tasks also IE/RelIE, zero-ablation validation and
+top-activating contexts. Written as tables (`<run>/tables/`) and figure data (`<run>/figures/`).
 
-Units: the crosscoder folder (`dictionaries/crosscoder/<site>/<steps>/`) is reused when its config hash
-matches, so a rerun with new tasks or thresholds does not retrain. Tables go to `<run>/tables/`,
-figures to `<run>/figures/`.
+Units: the crosscoder is one unit (`train_crosscoder_unit`, always trains and saves to
+`store.layout.crosscoder_dir`); what to skip is decided by the study manifest, not here. A caller that
+already has the crosscoder passes it to `run_crosscode(..., crosscoder=...)`.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ontogeny.causal.attribution import indirect_effects
-from ontogeny.causal.tasks import MinimalPair, PairBatch, load_pairs, make_task, tokenize_pairs
 from ontogeny.crosscoding.config import CrosscodeConfig
 from ontogeny.crosscoding.latent_scaling import diagnose, fit_scales
+from ontogeny.crosscoding.presence import sensitivity
+from ontogeny.crosscoding.sources import CrosscodeInputs, from_store
+from ontogeny.crosscoding.sparsity import diagnose as sparsity_diagnose
 from ontogeny.crosscoding.tables import ratio_columns, to_rows
-from ontogeny.store.tables import write_table
-from ontogeny.crosscoding.validate import ablation_effects, relative_ablation, spearman_table
 from ontogeny.dictionaries.crosscoder import CrossCoder, CrossCoderConfig, encode_in_chunks, fit_crosscoder
 from ontogeny.dictionaries.train import TrainConfig
 from ontogeny.errors import ConfigError
+from ontogeny.store import layout
 from ontogeny.store.run import config_hash, provenance
+from ontogeny.store.tables import write_table
 
 Progress = Callable[[str, int, int], None]
 
@@ -42,9 +44,8 @@ class CrosscodeResult:
 
 
 def crosscoder_dir(run_dir: Path, cfg: CrosscodeConfig) -> Path:
-    """Where the crosscoder unit lives: dictionaries/crosscoder/<site>/steps_<a>-<b>-<c>/."""
-    leaf = "steps_" + "-".join(map(str, cfg.steps)) + (f".{cfg.name}" if cfg.name else "")
-    return Path(run_dir) / "dictionaries" / "crosscoder" / cfg.site / leaf
+    """Where the crosscoder unit lives: dictionaries/crosscoder/<site>/steps_<a>-<b>-<c>[.<name>]/."""
+    return layout.crosscoder_dir(run_dir, cfg.site, cfg.steps, cfg.name)
 
 
 def _train_part(cfg: CrosscodeConfig) -> dict[str, Any]:
@@ -53,14 +54,9 @@ def _train_part(cfg: CrosscodeConfig) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def train_or_load(acts_NKD: torch.Tensor, cfg: CrosscodeConfig, folder: Path, tokens_hash: str,
-                  progress: Progress | None = None) -> tuple[CrossCoder, list[dict[str, float]]]:
-    """The crosscoder unit: load it when its config and inputs match, else train and save it."""
-    want = config_hash({"train": _train_part(cfg), "tokens": tokens_hash})
-    meta = folder / "cfg.json"
-    if meta.exists() and json.loads(meta.read_text()).get("config_hash") == want:
-        history = json.loads(meta.read_text()).get("history", [])
-        return CrossCoder.load(folder), history
+def train_crosscoder_unit(acts_NKD: torch.Tensor, cfg: CrosscodeConfig, folder: Path, tokens_hash: str,
+                          progress: Progress | None = None) -> tuple[CrossCoder, list[dict[str, float]]]:
+    """The crosscoder unit: train on stacked activations [N, K, D] and save to `folder` (atomically)."""
     cc_cfg = CrossCoderConfig(n_sources=len(cfg.steps), d_in=acts_NKD.shape[-1], d_sae=cfg.d_sae, rule=cfg.rule,
                               l1_coefficient=cfg.l1_coefficient, k=cfg.k,
                               threshold_start_step=min(1000, cfg.n_steps // 4))
@@ -70,19 +66,19 @@ def train_or_load(acts_NKD: torch.Tensor, cfg: CrosscodeConfig, folder: Path, to
     on_step = (lambda i, rows: progress("train", i, cfg.n_steps)) if progress else None
     cc, result = fit_crosscoder(acts_NKD, cc_cfg, tcfg, cfg.batch_size, cfg.n_steps, cfg.seed, on_step)
     stamp = provenance(_train_part(cfg), {"activations": tokens_hash})
-    cc.save(folder, {"config_hash": want, "steps": cfg.steps, "site": cfg.site, "provenance": stamp,
-                     "history": result.history})
+    cc.save(folder, {"config_hash": config_hash({"train": _train_part(cfg), "tokens": tokens_hash}),
+                     "steps": cfg.steps, "site": cfg.site, "provenance": stamp, "history": result.history})
     return cc, result.history
 
 
 def latent_table(cc: CrossCoder, acts_NKD: torch.Tensor, cfg: CrosscodeConfig) -> tuple[list[dict], torch.Tensor]:
-    """One row per latent: firing rate, RelDec family (normalised space), latent-scaling flags."""
+    """One row per latent: firing rate, RelDec family and presence class (normalised space), latent scaling."""
     codes_NF = torch.cat(list(encode_in_chunks(cc, acts_NKD)))
     with torch.no_grad():
         recon_NKD = cc.decode(codes_NF)
     names = cfg.names
     norms_FK = cc.normalised_decoder_norms().detach().numpy()
-    cols = ratio_columns("reldec", norms_FK, names, cfg.low, cfg.high, empty=None)
+    cols = ratio_columns("reldec", norms_FK, names, cfg.low, cfg.high, cfg.presence_tau)
     freq_F = (codes_NF > 0).float().mean(0).numpy()
     cols["freq"] = freq_F
     cols["mean_act"] = codes_NF.mean(0).numpy()
@@ -110,24 +106,6 @@ def latent_table(cc: CrossCoder, acts_NKD: torch.Tensor, cfg: CrosscodeConfig) -
     return rows, codes_NF
 
 
-def task_pairs(cfg: CrosscodeConfig, tokenizer) -> dict[str, PairBatch]:
-    """Tokenised pairs per task (built-in tasks, plus the user's JSONL grouped by its `task` field)."""
-    raw: dict[str, list[MinimalPair]] = {t: make_task(t, cfg.n_pairs, cfg.seed) for t in cfg.tasks}
-    if cfg.pairs_file is not None:
-        for p in load_pairs(cfg.pairs_file):
-            raw.setdefault(p.task, []).append(p)
-    return {t: tokenize_pairs(tokenizer, ps) for t, ps in raw.items()}
-
-
-def top_latents(ie_KF: np.ndarray, k: int) -> list[int]:
-    """Union over checkpoints of the top-k latents by |IE| (effects of exactly 0 excluded)."""
-    out: set[int] = set()
-    for row in np.abs(ie_KF):
-        order = np.argsort(-row)[:k]
-        out.update(int(i) for i in order if row[i] > 0)
-    return sorted(out)
-
-
 def contexts(codes_NF: torch.Tensor, latents: list[int], token_ids_ST: torch.Tensor, tokenizer,
              n: int, left: int) -> list[dict]:
     """Top-n activating tokens of each latent with `left` tokens of context; the token is in [[ ]]."""
@@ -146,75 +124,59 @@ def contexts(codes_NF: torch.Tensor, latents: list[int], token_ids_ST: torch.Ten
     return rows
 
 
-def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series,
-                  progress: Progress | None = None) -> CrosscodeResult:
-    """The whole study (see module docstring); `store` is an ActivationStore, `series` a CheckpointSeries."""
+def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series=None,
+                  progress: Progress | None = None, crosscoder: CrossCoder | None = None) -> CrosscodeResult:
+    """The whole study (module docstring).
+
+    `store`: an ActivationStore or `CrosscodeInputs` (e.g. `sources.from_files`). `series`: a
+    CheckpointSeries, or None for RelDec only (no IE/RelIE, ablations or contexts). `crosscoder`: a
+    trained crosscoder over the same steps to analyse instead of training one.
+    """
     from ontogeny.crosscoding.figures import write_figures
 
     run_dir = Path(run_dir)
-    missing = [s for s in cfg.steps if s not in store.steps]
-    if missing:
-        raise ConfigError(f"steps {missing} are not in the activation store {store.root} (has {store.steps})")
-    acts_NKD = store.load_stack(cfg.steps, cfg.site)
-    cc, history = train_or_load(acts_NKD, cfg, crosscoder_dir(run_dir, cfg), store.tokens_hash, progress)
-    stamp = provenance(cfg.model_dump(mode="json"), {"activations": store.tokens_hash,
+    inputs = store if isinstance(store, CrosscodeInputs) else from_store(store, cfg.steps, cfg.site)
+    acts_NKD = inputs.acts_NKD
+    if acts_NKD.dim() != 3 or acts_NKD.shape[1] != len(cfg.steps):
+        raise ConfigError(f"activations must be [N, {len(cfg.steps)}, D] for steps {cfg.steps}, "
+                          f"got {tuple(acts_NKD.shape)}")
+    if crosscoder is None:
+        cc, history = train_crosscoder_unit(acts_NKD, cfg, crosscoder_dir(run_dir, cfg), inputs.tokens_hash,
+                                            progress)
+    else:
+        cc, history = crosscoder.eval(), []
+    stamp = provenance(cfg.model_dump(mode="json"), {"activations": inputs.tokens_hash,
+                                                     "origin": inputs.origin,
                                                      "crosscoder": str(crosscoder_dir(run_dir, cfg))})
     tables: dict[str, list[dict]] = {"crosscoder_training": history}
     lat_rows, codes_NF = latent_table(cc, acts_NKD, cfg)
     tables["crosscoder_latents"] = lat_rows
-    models = _models(series, cfg.steps)
-    cc = cc.to(next(models[0].parameters()).device)
-    effects_rows, valid_rows, rho_rows, selected = [], [], [], set()
-    pairs_by_task = task_pairs(cfg, series.tokenizer)
-    reldec_FK = np.array([[r[f"reldec_{n}"] for n in cfg.names] for r in lat_rows])
-    pad = series.tokenizer.pad_token_id or 0
+    alive_F = np.array([r["freq"] > 0 for r in lat_rows])
+    norms_FK = cc.normalised_decoder_norms().detach().numpy()
+    tables["crosscoder_presence_sensitivity"] = sensitivity(norms_FK[alive_F], cfg.names, cfg.tau_grid)
+    sparsity = sparsity_diagnose(cc, acts_NKD, codes_NF, min_cos=cfg.duplicate_cos, tau=cfg.presence_tau)
+    tables["crosscoder_sparsity"] = [{"rule": cfg.rule, "k": cfg.k if cfg.rule == "batchtopk" else "not used",
+                                      **sparsity.row()}]
     summary: dict[str, Any] = {"tasks": {}}
-    for ti, (task, pairs) in enumerate(pairs_by_task.items()):
-        if progress:
-            progress("tasks", ti, len(pairs_by_task))
-        if len(pairs) == 0:
-            summary["tasks"][task] = {"pairs": 0, "dropped": pairs.dropped}
-            continue
-        eff = indirect_effects(models, cc, cfg.site, pairs, cfg.ig, pad_id=pad)
-        cols = ratio_columns("relie", eff.ie_KF.T, cfg.names, cfg.low, cfg.high, empty=0.5)
-        for m, n in enumerate(cfg.names):
-            cols[f"ie_{n}"] = eff.ie_KF[m]
-        top = top_latents(eff.ie_KF, cfg.top_k)
-        cols["top"] = np.isin(np.arange(cc.n_latents), top)
-        rows = to_rows({"task": task}, cols, cc.n_latents)
-        for i, r in enumerate(rows):
-            r["latent"] = i
-        effects_rows += rows
-        selected.update(top)
-        summary["tasks"][task] = {"pairs": len(pairs), "dropped": pairs.dropped,
-                                  **{f"metric_{n}": float(eff.metric_K[m]) for m, n in enumerate(cfg.names)},
-                                  **{f"acc_{n}": float(eff.accuracy_K[m]) for m, n in enumerate(cfg.names)},
-                                  **{f"ie_err_{n}": float(eff.ie_err_K[m]) for m, n in enumerate(cfg.names)}}
-        if cfg.ablate and top:
-            abl = ablation_effects(models, cc, cfg.site, pairs, top, cfg.ig.batch_size, pad)
-            rel_abl = relative_ablation(abl["delta_mu"])
-            relie = eff.rel_ie()[top]
-            for row, lat in enumerate(top):
-                valid_rows.append({"task": task, "latent": lat,
-                                   **{f"delta_mu_{n}": abl["delta_mu"][row, m] for m, n in enumerate(cfg.names)},
-                                   **{f"delta_acc_{n}": abl["delta_acc"][row, m] for m, n in enumerate(cfg.names)},
-                                   **{f"rel_ablation_{n}": rel_abl[row, m] for m, n in enumerate(cfg.names)}})
-            for r in spearman_table(rel_abl, {"reldec": reldec_FK[top], "relie": relie}, cfg.names):
-                rho_rows.append({"task": task, **r})
-                if r["checkpoint"] == cfg.names[-1]:
-                    summary["tasks"][task][f"rho_{r['against']}_{r['checkpoint']}"] = r["rho"]
-        summary["tasks"][task]["top"] = len(top)
-    if progress:
-        progress("tasks", len(pairs_by_task), len(pairs_by_task))
-    tables.update({"crosscoder_effects": effects_rows, "crosscoder_validation": valid_rows,
-                   "crosscoder_spearman": rho_rows})
-    shown = _shown_latents(lat_rows, cfg) | selected
-    tables["crosscoder_contexts"] = contexts(codes_NF, sorted(shown), store.token_ids, series.tokenizer,
-                                             cfg.n_contexts, cfg.context_tokens)
-    paths = {name: write_table(run_dir / "tables" / f"{name}.{cfg.tag}.parquet", rows, stamp)
+    selected: set[int] = set()
+    if series is not None and (cfg.tasks or cfg.pairs_file is not None):
+        from ontogeny.crosscoding.effects import run_tasks
+
+        models = _models(series, cfg.steps)
+        cc = cc.to(next(models[0].parameters()).device)
+        reldec_FK = np.array([[r[f"reldec_{n}"] for n in cfg.names] for r in lat_rows])
+        task_tables, summary["tasks"], selected = run_tasks(models, cc, cfg, series.tokenizer, reldec_FK,
+                                                            alive_F, progress)
+        tables.update(task_tables)
+        cc = cc.cpu()
+    if series is not None and inputs.token_ids_ST is not None:
+        shown = _shown_latents(lat_rows, cfg) | selected
+        tables["crosscoder_contexts"] = contexts(codes_NF, sorted(shown), inputs.token_ids_ST, series.tokenizer,
+                                                 cfg.n_contexts, cfg.context_tokens)
+    paths = {name: write_table(layout.tables_dir(run_dir) / f"{name}.{cfg.tag}.parquet", rows, stamp)
              for name, rows in tables.items() if rows}
-    paths.update(write_figures(run_dir / "figures", tables, cfg))
-    summary.update(_summary(lat_rows, history, cfg))
+    paths.update(write_figures(layout.figures_dir(run_dir), tables, cfg))
+    summary.update(_summary(lat_rows, history, cfg, sparsity.row(), tables["crosscoder_presence_sensitivity"]))
     return CrosscodeResult(cc, paths, summary)
 
 
@@ -231,7 +193,7 @@ def _models(series, steps: list[int]) -> list[torch.nn.Module]:
 
 
 def _shown_latents(lat_rows: list[dict], cfg: CrosscodeConfig) -> set[int]:
-    """Per RelDec class, the alive latents with the largest mean activation."""
+    """Per presence class, the alive latents with the largest mean activation."""
     by_class: dict[str, list[dict]] = {}
     for r in lat_rows:
         if r["freq"] > 0:
@@ -243,15 +205,20 @@ def _shown_latents(lat_rows: list[dict], cfg: CrosscodeConfig) -> set[int]:
     return out
 
 
-def _summary(lat_rows: list[dict], history: list[dict], cfg: CrosscodeConfig) -> dict[str, Any]:
+def _summary(lat_rows: list[dict], history: list[dict], cfg: CrosscodeConfig, sparsity: dict,
+             sens_rows: list[dict]) -> dict[str, Any]:
     alive = [r for r in lat_rows if r["freq"] > 0]
-    counts: dict[str, int] = {}
-    for r in alive:
-        counts[r["reldec_class"]] = counts.get(r["reldec_class"], 0) + 1
     final = history[-1] if history else {}
-    return {"alive": len(alive), "dead": len(lat_rows) - len(alive), "reldec_classes": counts,
+    by_tau: dict[str, dict[str, int]] = {}
+    for r in sens_rows:
+        by_tau.setdefault(f"{r['tau']:g}", {})[r["class"]] = r["latents"]
+    return {"alive": len(alive), "dead": len(lat_rows) - len(alive),
+            "reldec_classes": dict(sorted(Counter(r["reldec_class"] for r in alive).items())),
+            "presence_tau": cfg.presence_tau, "presence_sensitivity": by_tau,
+            "paper_classes": dict(sorted(Counter(r["reldec_paper_class"] for r in alive).items())),
+            "sparsity": sparsity,
             "artefacts": {"shrinkage": sum(r["shrinkage"] for r in alive),
                           "decoupling": sum(r["decoupling"] for r in alive),
                           "confirmed": sum(r["confirmed"] for r in alive)},
-            "fvu": final.get("fvu"), "l0": final.get("l0"),
-            **{f"fvu_{n}": final.get(f"fvu_{m}") for m, n in enumerate(cfg.names)}}
+            "fvu": final.get("fvu", "not measured"), "l0": final.get("l0", "not measured"),
+            **{f"fvu_{n}": final.get(f"fvu_{m}", "not measured") for m, n in enumerate(cfg.names)}}

@@ -89,9 +89,13 @@ class Dictionary(nn.Module):
             rows, cols, offsets = split_flat(flat_N[:n_main], B, F)
             codes_N = self.rule.values(pre_N[:n_main], cols)
             kept_N = codes_N if state.policy is None else state.policy.mask(codes_N, cols, state)
-            recon_BD = sparse_decode(SparseCodes(rows, cols, kept_N, offsets, B, F), self.W_dec_FD) + self.b_dec_D
-            prefix_BD = [sparse_decode(SparseCodes(rows, cols, kept_N * (cols < w), offsets, B, F),
-                                       self.W_dec_FD) + self.b_dec_D for w in widths[:-1]]
+            if len(widths) == 1:
+                recon_BD = sparse_decode(SparseCodes(rows, cols, kept_N, offsets, B, F), self.W_dec_FD) + self.b_dec_D
+                prefix_BD = []
+            else:  # one sparse decode per group of latents [w_{m-1}, w_m); prefixes are running sums
+                prefix_BD = self._prefix_sums([self._group_decode(rows, cols, kept_N, lo, w, B)
+                                               for lo, w in zip([0, *widths[:-1]], widths, strict=True)])
+                recon_BD = prefix_BD.pop()
             penalty = self.rule.penalty(kept_N, pre_N[:n_main], cols, dec_norm_F, B)
             aux_sparse = None
             if n_aux:
@@ -107,8 +111,13 @@ class Dictionary(nn.Module):
             if state.policy is not None:
                 cols_all = torch.arange(F, device=x_BD.device).repeat(B)
                 kept_BF = state.policy.mask(codes_BF.reshape(-1), cols_all, state).view(B, F)
-            recon_BD = kept_BF @ self.W_dec_FD + self.b_dec_D
-            prefix_BD = [kept_BF[:, :w] @ self.W_dec_FD[:w] + self.b_dec_D for w in widths[:-1]]
+            if len(widths) == 1:
+                recon_BD = kept_BF @ self.W_dec_FD + self.b_dec_D
+                prefix_BD = []
+            else:
+                prefix_BD = self._prefix_sums([kept_BF[:, lo:w] @ self.W_dec_FD[lo:w]
+                                               for lo, w in zip([0, *widths[:-1]], widths, strict=True)])
+                recon_BD = prefix_BD.pop()
             penalty = self.rule.penalty(kept_BF, pre_BF, None, dec_norm_F, B)
             aux_dense = aux_codes(pre_BF, dead_F, n_aux) if n_aux else None
             codes_out = codes_BF.detach()
@@ -142,6 +151,21 @@ class Dictionary(nn.Module):
                 contrib = self._contribution(codes_out, rows, cols, err_BD.detach())
                 state.policy.observe(codes_out, cols, contrib, B, state)
         return StepOutput(loss, metrics, fired_F)
+
+    def _prefix_sums(self, parts_BD: list[torch.Tensor]) -> list[torch.Tensor]:
+        """b_dec + running sums of per-group reconstructions: the reconstruction of every prefix."""
+        out, acc = [], self.b_dec_D
+        for part in parts_BD:
+            acc = acc + part
+            out.append(acc)
+        return out
+
+    def _group_decode(self, rows_N, cols_N, vals_N, lo: int, hi: int, B: int) -> torch.Tensor:
+        """Sparse decode of the entries whose latent lies in [lo, hi) (rows stay ascending)."""
+        keep = torch.nonzero((cols_N >= lo) & (cols_N < hi), as_tuple=True)[0]
+        rows = rows_N[keep]
+        offsets = torch.searchsorted(rows, torch.arange(B, device=rows.device))
+        return sparse_decode(SparseCodes(rows, cols_N[keep], vals_N[keep], offsets, B, self.cfg.d_sae), self.W_dec_FD)
 
     def _selector(self, dead_F: torch.Tensor | None, n_aux: int):
         """Selection for the fused encoder: the rule's entries, then (if any) the aux-k dead entries."""

@@ -34,10 +34,11 @@ from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.model import Dictionary
 from ontogeny.dictionaries.rules import RULES, rule_for_saelens
 from ontogeny.errors import ConfigError, StoreError
+from ontogeny.store.layout import CFG_FILE, WEIGHTS_FILE
 from ontogeny.store.run import atomic_path, provenance
 
-CFG_FILE = "cfg.json"
-WEIGHTS_FILE = "sae_weights.safetensors"
+__all__ = ["CFG_FILE", "WEIGHTS_FILE", "load_dictionary", "load_sparsify", "read_folder", "save_dictionary",
+           "write_folder"]
 SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
 SAELENS_ARCH = {name: rule.saelens_architecture for name, rule in RULES.items()}
 UNIT_NORM_TOL = 1e-5

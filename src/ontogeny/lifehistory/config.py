@@ -59,7 +59,7 @@ class PhaseConfig(_Strict):
 class ScaffoldConfig(_Strict):
     """The organising hierarchy, carriers and recruitment (PROPOSAL A6/A8)."""
 
-    tau_in: float = Field(0.8, gt=0, le=1, description="edge p->c needs P(p active near c | c active) >= tau_in")
+    tau_in: float = Field(0.7, gt=0, le=1, description="edge p->c needs P(p active near c | c active) >= tau_in")
     tau_out: float = Field(0.5, ge=0, le=1, description="and P(c active near p | p active) <= tau_out "
                            "(p is the more general feature)")
     min_cofire: int = Field(5, ge=1, description="and at least this many tokens where both are active")

@@ -6,7 +6,8 @@ when firing, entropy of the token ids it fires on, share of firings on special t
 punctuation; a mask the caller supplies). Optional: hierarchy degree at onset, layer, log onset step,
 and first_r (r of the lineage's first transition: transition-derived, it overlaps the carrier label
 "stable at every transition", so it is off by default). No decoder geometry. Labels: carriers vs
-count-matched non-carriers alive by the early window's end. Standardised L2 logistic regression,
+count-matched non-carriers alive by the early window's end. Standardised L2 logistic regression (Newton
+steps on sklearn's objective, `fit_logistic`),
 stratified k-fold accuracy and AUC, each beside a label-permutation null (p = (1 + #null >= observed) /
 (1 + n), as sklearn's permutation_test_score); which statistics carry the prediction: each one's standardised coefficient
 and its own single-statistic AUC.
@@ -19,11 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_validate
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import StratifiedKFold
 
 from ontogeny.errors import ConfigError
 from ontogeny.lifehistory.config import EXTRA_FEATURES, ONSET_FEATURES, MatchConfig, PredictConfig
@@ -85,38 +82,83 @@ class Prediction:
     importance: list[dict] = field(default_factory=list)   # per feature: coefficient, single-feature AUC
 
 
+def fit_logistic(X: np.ndarray, y: np.ndarray, C: float, n_iter: int = 50) -> tuple[np.ndarray, float]:
+    """L2 logistic regression by Newton's method: min 0.5 |w|^2 + C Σ log(1 + exp(-(2y-1)(Xw + b))).
+
+    The objective of sklearn's LogisticRegression(C) (intercept not penalised); tests check they agree.
+    Small problems (hundreds of examples, a few statistics) converge in a few steps.
+    """
+    n, p = X.shape
+    A = np.c_[X, np.ones(n)]
+    w = np.zeros(p + 1)
+    reg = np.r_[np.ones(p), 0.0]
+    for _ in range(n_iter):
+        q = 1 / (1 + np.exp(-(A @ w)))
+        grad = reg * w + C * A.T @ (q - y)
+        H = np.diag(reg) + C * (A.T * (q * (1 - q))) @ A + 1e-10 * np.eye(p + 1)
+        step = np.linalg.solve(H, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w[:p], float(w[p])
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC = P(score of a positive > score of a negative), ties half (Mann-Whitney); NaN for one class."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    r = rankdata(score)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if not n1 or not n0:
+        return float("nan")
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _cv(X: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float
+        ) -> tuple[list[float], list[float], np.ndarray]:
+    """Per-fold accuracy and AUC of standardised logistic regression, and out-of-fold P(carrier)."""
+    proba = np.zeros(len(y))
+    accs, aucs = [], []
+    for tr, te in folds:
+        mu, sd = X[tr].mean(0), X[tr].std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        w, b = fit_logistic((X[tr] - mu) / sd, y[tr], C)
+        z = ((X[te] - mu) / sd) @ w + b
+        proba[te] = 1 / (1 + np.exp(-z))
+        accs.append(float(((z > 0) == (y[te] == 1)).mean()))
+        aucs.append(auc(y[te], z))
+    return accs, aucs, proba
+
+
 def classify(X: np.ndarray, y: np.ndarray, cfg: PredictConfig, seed: int = 0,
              names: Sequence[str] | None = None) -> tuple[dict, np.ndarray]:
-    """Stratified k-fold logistic regression on (X, y): scores, their permutation nulls, feature weights,
-    and the out-of-fold probabilities."""
+    """Stratified k-fold logistic regression on (X, y): scores, their label-permutation nulls, which
+    statistics carry the prediction, and the out-of-fold probabilities."""
     y = np.asarray(y).astype(int)
     X = np.asarray(X, dtype=float)
     n_min = int(min((y == 0).sum(), (y == 1).sum()))
     if n_min < 2:
         raise ConfigError(f"carrier prediction needs at least 2 examples of each class, got {n_min}")
-    folds = min(cfg.n_folds, n_min)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=cfg.C, max_iter=1000))
-    scores = cross_validate(model, X, y, cv=cv, scoring=("accuracy", "roc_auc"))
-    proba = cross_val_predict(model, X, y, cv=cv, method="predict_proba")[:, 1]
-    out = {"fold_accuracy": scores["test_accuracy"].tolist(), "fold_auc": scores["test_roc_auc"].tolist(),
-           "n_folds": folds, "null_accuracy_mean": None, "p_value": None, "null_auc_mean": None,
-           "p_value_auc": None}
-    if cfg.n_permutations:  # one label permutation scores both metrics (permutation_test_score's p-value)
+    n_folds = min(cfg.n_folds, n_min)
+    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    accs, aucs, proba = _cv(X, y, list(cv.split(X, y)), cfg.C)
+    out = {"fold_accuracy": accs, "fold_auc": aucs, "n_folds": n_folds, "null_accuracy_mean": None,
+           "p_value": None, "null_auc_mean": None, "p_value_auc": None}
+    if cfg.n_permutations:  # labels permuted, folds stratified on the permuted labels (permutation_test_score)
         rng = np.random.default_rng(seed)
-        null = [cross_validate(model, X, rng.permutation(y), cv=cv, scoring=("accuracy", "roc_auc"))
-                for _ in range(cfg.n_permutations)]
-        for metric, key, pkey in (("accuracy", "null_accuracy_mean", "p_value"),
-                                  ("roc_auc", "null_auc_mean", "p_value_auc")):
-            obs = float(np.mean(scores[f"test_{metric}"]))
-            vals = np.array([float(np.mean(n[f"test_{metric}"])) for n in null])
-            out.update({key: float(vals.mean()), pkey: float((1 + (vals >= obs).sum()) / (1 + len(vals)))})
-    coef = model.fit(X, y)[-1].coef_[0]
+        null = np.array([[np.mean(v) for v in _cv(X, yp, list(cv.split(X, yp)), cfg.C)[:2]]
+                         for yp in (rng.permutation(y) for _ in range(cfg.n_permutations))])
+        for col, (obs, key, pkey) in enumerate(((np.mean(accs), "null_accuracy_mean", "p_value"),
+                                                (np.mean(aucs), "null_auc_mean", "p_value_auc"))):
+            out.update({key: float(null[:, col].mean()),
+                        pkey: float((1 + (null[:, col] >= obs - 1e-12).sum()) / (1 + len(null)))})
+    mu, sd = X.mean(0), X.std(0)
+    w, _ = fit_logistic((X - mu) / np.where(sd > 0, sd, 1.0), y, cfg.C)
     names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
     out["importance"] = sorted(
-        ({"feature": n, "coefficient": float(c),
-          "single_auc": float(roc_auc_score(y, X[:, i])) if np.ptp(X[:, i]) > 0 else 0.5}
-         for i, (n, c) in enumerate(zip(names, coef))), key=lambda r: -abs(r["coefficient"]))
+        ({"feature": n, "coefficient": float(c), "single_auc": auc(y, X[:, i])}
+         for i, (n, c) in enumerate(zip(names, w))), key=lambda r: -abs(r["coefficient"]))
     return out, proba
 
 

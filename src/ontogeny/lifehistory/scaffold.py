@@ -12,9 +12,8 @@ layer-0 feature one token back).
 
 Persistent lineages: born by the early window's end, alive at the last checkpoint, stable at every
 transition. Carriers: persistent lineages ranked by reach (descendants in the final hierarchy) with
-reach >= min_reach, kept up to the knee of the ranked reach curve (the first point farthest below the
-chord from the first to the last value; all of them when the curve has no knee), at most n_carriers;
-or the top n_carriers (selection = "fixed"). Scaffold = carriers + their descendants.
+reach >= min_reach, kept up to and including the knee of the ranked reach curve (`knee`; all of them
+when the curve has none), at most n_carriers; or the top n_carriers (selection = "fixed"). Scaffold = carriers + their descendants.
 
 Recruitment at checkpoint k = |non-carrier features reachable from a carrier| / |alive non-carrier
 features| (carriers are not counted as recruited). Null: the same count of random persistent lineages
@@ -31,7 +30,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import breadth_first_order
 
 from ontogeny.lifehistory.config import MatchConfig, ScaffoldConfig
 from ontogeny.lifehistory.lineage import Lineage
@@ -69,11 +67,16 @@ class Hierarchy:
 
     def descendants(self, sources: Sequence[int]) -> set[int]:
         """Nodes reachable from any source (a source counts only if reachable from another)."""
-        out: set[int] = set()
-        for s in sources:
-            reached = breadth_first_order(self.adjacency, s, directed=True, return_predecessors=False)
-            out.update(int(x) for x in reached if x != s)
-        return out
+        ptr, idx = self.adjacency.indptr, self.adjacency.indices
+        seen = np.zeros(len(self.nodes), dtype=bool)
+        stack = list(sources)
+        while stack:  # depth-first over the CSR rows; a source is marked only when an edge reaches it
+            u = stack.pop()
+            for v in idx[ptr[u]:ptr[u + 1]]:
+                if not seen[v]:
+                    seen[v] = True
+                    stack.append(int(v))
+        return set(np.flatnonzero(seen).tolist())
 
     def edges(self) -> list[tuple[int, int, float, float]]:
         coo = self.adjacency.tocoo()
@@ -185,19 +188,21 @@ candidates = persistent  # the former name
 
 
 def knee(values_desc: Sequence[float]) -> int:
-    """How many leading values precede the knee of a non-increasing curve (all of them if none).
+    """How many leading values a non-increasing curve keeps up to and including its knee (Kneedle-like).
 
-    Normalise to x in [0, 1] (rank) and y in [0, 1] (value); the knee is the first point farthest below
-    the chord from (0, 1) to (1, 0), i.e. argmax of (1 - x) - y, and the values before it are kept.
+    Normalise to x in [0, 1] (rank) and y in [0, 1] (value); the knee is the point farthest from the
+    chord joining (0, 1) and (1, 0), above it (a plateau, then a drop) or below it (a fast decay, then
+    a tail): k = argmax |y_k - (1 - x_k)|, and values 0..k are kept. A flat or straight curve has no
+    knee: every value is kept. Satopää et al. 2011 ("Finding a kneedle in a haystack").
     """
     v = np.asarray(values_desc, dtype=float)
     if len(v) <= 2 or v[0] == v[-1]:
         return len(v)
     x = np.arange(len(v)) / (len(v) - 1)
     y = (v - v[-1]) / (v[0] - v[-1])
-    d = (1 - x) - y
+    d = np.abs(y - (1 - x))
     k = int(np.argmax(d))
-    return len(v) if d[k] <= 1e-12 else max(1, k)
+    return len(v) if d[k] <= 1e-9 else k + 1
 
 
 def rank_persistent(pers: Sequence[Lineage], final: Hierarchy, cfg: ScaffoldConfig) -> list[tuple[Lineage, int, int, int]]:

@@ -15,7 +15,7 @@ columns (b_enc = -threshold); unused slots never fire. The codes are `Dictionary
 Planted events per transition: births, deaths, transforms (keep `transform_keep` of the support, the
 rest moves), splits (two children share the parent's support: the continuation keeps 85% of it, the
 split child fires on another 60% of it, their directions near the parent's) and merges (the larger
-atom continues onto its own support plus 80% of the smaller one's; direction between the two).
+atom continues onto its own support plus 80% of the smaller one's; direction their sum).
 Carriers: atoms alive and unchanged throughout whose support contains the supports of `n_children`
 atoms (quarters of it, born over training, at the carrier's site or the next one): a planted hierarchy.
 """
@@ -149,7 +149,7 @@ def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("bl
             n_ev = early_events if t < n_early else late_events
             live = [a for a in pool if a.start <= t and a.end == K - 1]
             rng.shuffle(live)
-            full = [a for a in live if len(a.support) >= int(atom_frac * n_tokens)]
+            full = [a for a in live if a.origin in ("initial", "born") and len(a.support) == int(atom_frac * n_tokens)]
             splitters = full[:n_ev]
             rest = [a for a in live if a not in splitters]
             # a split child and its sibling overlap and point alike: one of them dying would be a merge
@@ -184,7 +184,7 @@ def planted_series(steps: list[int] | None = None, sites: tuple[str, ...] = ("bl
                 a.end = t; b.end = t
                 big, small = (a, b) if len(a.support) >= len(b.support) else (b, a)
                 part = rng.choice(small.support, size=int(round(0.8 * len(small.support))), replace=False)
-                new.append(new_atom(np.union1d(big.support, part), big.direction + 0.8 * small.direction, t + 1,
+                new.append(new_atom(np.union1d(big.support, part), big.direction + small.direction, t + 1,
                                     K - 1, origin="merge-target", parent=big.uid, absorbed=small.uid))
             atoms.extend(new); pool.extend(new)
     _materialise(out, n_tokens, width, d_model, noise, threshold, rng)

@@ -31,9 +31,6 @@ from ontogeny.store import layout
 from ontogeny.store.run import write_json
 from ontogeny.store.tables import read_table
 
-FEATURES_DIR = "features"  # <run>/features/: feature-page data (JSON)
-
-
 class FeaturePagesConfig(BaseModel):
     """Which lineages get a page and how much evidence each page shows."""
 
@@ -200,7 +197,7 @@ def feature_pages_data(run_dir: str | Path, cfg: FeaturePagesConfig | None = Non
 
     cfg = cfg or FeaturePagesConfig()
     run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / FEATURES_DIR
+    out = Path(out_dir) if out_dir is not None else layout.features_dir(run_dir)
     lineages = read_table(layout.table_path(run_dir, "lineages"))
     feats = read_table(layout.table_path(run_dir, "features"))
     matches = read_table(layout.table_path(run_dir, "matches"))

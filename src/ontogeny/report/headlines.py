@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ontogeny.store import layout
+
 # Capability metrics whose change point is always shown (others only when abrupt).
 KEY_CAPABILITIES = ("induction_score", "rep_loss_second", "prefix_matching_max")
 MISSING = "not measured"
@@ -34,7 +36,7 @@ def fmt(v: Any, missing: str = MISSING) -> str:
 
 def manifest(run_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
-    for p in sorted((run_dir / "manifest").glob("*.json")):
+    for p in sorted(layout.manifest_dir(run_dir).glob("*.json")):
         e = json.loads(p.read_text())
         out[e["unit"]] = e
     return out

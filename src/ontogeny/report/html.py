@@ -19,11 +19,12 @@ from typing import Any
 from ontogeny.report.headlines import fmt, headlines, sectioned_headlines  # noqa: F401 (headlines re-exported)
 from ontogeny.report.safe import page, script_json
 from ontogeny.report.sections import SECTION_ORDER, note_for, section_of
+from ontogeny.store import layout
 from ontogeny.store.run import atomic_path
 
 CSS = """body{font-family:system-ui,sans-serif;margin:0;color:#222}#toc{position:fixed;top:0;left:0;width:220px;
 height:100vh;overflow:auto;background:#f4f5f7;border-right:1px solid #ddd;padding:1em;box-sizing:border-box;font-size:14px}
-#toc a{display:block;color:#1d3557;text-decoration:none;margin:.3em 0}#toc a.sub{margin-left:1em;font-size:12px;color:#555}
+#toc a{display:block;color:#1d3557;text-decoration:none;margin:.3em 0}#toc a.sub{margin-left:1em;font-size:12px;color:#555;overflow-wrap:anywhere}
 main{margin-left:240px;max-width:1050px;padding:1em 1.5em}table.h{border-collapse:collapse;margin:.5em 0}
 table.h td,table.h th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}.plot{height:430px}
 .fig{margin:1.5em 0;border-top:1px solid #eee}.shows{margin:.2em 0}.claim{margin:.2em 0;color:#555;font-style:italic}
@@ -71,12 +72,12 @@ def _config_rows(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 def _features(run_dir: Path, out_dir: Path, compute: bool) -> dict[str, Any] | None:
     """Feature pages from run_dir/features/ (computed first when missing and `compute`); None if impossible."""
-    from ontogeny.report.features import FEATURES_DIR, feature_pages_data
+    from ontogeny.report.features import feature_pages_data
     from ontogeny.report.pages import write_feature_pages
 
-    data_dir = run_dir / FEATURES_DIR
+    data_dir = layout.features_dir(run_dir)
     if not (data_dir / "index.json").exists():
-        if not compute or not (run_dir / "tables" / "lineages.parquet").exists():
+        if not compute or not layout.table_path(run_dir, "lineages").exists():
             return None
         feature_pages_data(run_dir)
     return write_feature_pages(data_dir, out_dir / "features")
@@ -93,16 +94,17 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, png: bo
     from ontogeny.report.render import render_png
 
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
+    out_dir = Path(out_dir) if out_dir is not None else layout.report_dir(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for f in sorted((run_dir / "figures").glob("*.json")):
+    for f in sorted(layout.figures_dir(run_dir).glob("*.json")):
         try:
             fig = json.loads(f.read_text())
         except ValueError as e:
             raise ValueError(f"figure {f} is not valid JSON: {e}") from e
         figs.setdefault(section_of(f.stem), []).append((f.stem, _log_step_axes(fig)))
-    study = json.loads((run_dir / "study.json").read_text()) if (run_dir / "study.json").exists() else {}
+    record = layout.study_record(run_dir)
+    study = json.loads(record.read_text()) if record.exists() else {}
     feat = _features(run_dir, out_dir, features)
     heads: dict[str, list[tuple[str, str, str]]] = {}
     for sec, label, value, meaning in sectioned_headlines(run_dir):
@@ -157,6 +159,6 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, png: bo
                  f"{cfg_rows.count('<tr>')} settings (click to show)</summary><table class='cfg'>{cfg_rows}</table>"
                  f"</details><p>{n} figures.</p></section>")
     body = "".join(toc) + "<main>" + "\n".join(parts) + "</main>"
-    with atomic_path(out_dir / "index.html") as tmp:
+    with atomic_path(out_dir / layout.report_page(run_dir).name) as tmp:
         tmp.write_text(page("ontogeny report", body, scripts, CSS))
     return out_dir / "index.html"

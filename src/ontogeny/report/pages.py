@@ -145,7 +145,8 @@ def lineage_page(data: dict[str, Any]) -> str:
              ("fate", lin.get("fate")), ("merged into", fmt(lin.get("merged_into"), "none")),
              ("lifespan", f"{fmt(lin.get('lifespan_steps'))} steps over {fmt(lin.get('n_checkpoints'))} checkpoints"),
              ("carrier", fmt(lin.get("is_carrier"))), ("in the final scaffold", fmt(lin.get("in_scaffold_final"))),
-             ("recruited under a carrier at step", fmt(lin.get("recruited_step"), "never"))]
+             ("recruited under a carrier at step",
+              fmt(lin.get("recruited_step"), "is a carrier" if lin.get("is_carrier") else "never"))]
     fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
     snaps = []
     for sn in data["snapshots"]:
@@ -180,7 +181,7 @@ D.lineages.forEach(r => { r.kind = (r.kinds.length ? r.kinds.join(', ') : r.fate
 function show(r, k) {
   const v = r[k];
   if (k === 'death_step') return v === null ? 'alive at end' : v;
-  if (k === 'recruited_step') return v === null ? 'never' : v;
+  if (k === 'recruited_step') return v !== null ? v : (r.is_carrier ? 'is a carrier' : 'never');
   if (k === 'is_carrier') return v ? 'yes' : 'no';
   if (k === 'mean_firing') return v === null ? 'not measured' : (100 * v).toFixed(2) + '%';
   return v === null ? 'none' : v;

@@ -5,7 +5,7 @@ never draw; the report shows it interactively with plotly.js and this module mak
 kaleido (plotly's own exporter) needs a Chrome download, which an offline machine cannot do.
 
 Covered: scatter/scattergl (lines, markers, stacked areas via `stackgroup`, `fill`), bar (vertical,
-horizontal, grouped/stacked), heatmap (named or listed colour scales, `zmid`), histogram; subplots
+horizontal, grouped/stacked), heatmap (named or listed colour scales, `zmid`), histogram, table; subplots
 placed by their axis `domain`s; log axes; `tickvals`/`ticktext`; titles, axis titles, legends,
 paper-referenced annotations (subplot titles) and line shapes. Arrays may be plain lists or plotly's
 typed-array encoding (`{"dtype": "f8", "bdata": base64, "shape": ...}`) written by plotly >= 6.
@@ -31,7 +31,7 @@ CMAPS = {"viridis": "viridis", "rdbu": "RdBu", "rdbu_r": "RdBu_r", "blues": "Blu
          "greys": "Greys", "plasma": "plasma", "magma": "magma", "inferno": "inferno", "cividis": "cividis",
          "hot": "hot", "ylgnbu": "YlGnBu", "ylorrd": "YlOrRd", "greens": "Greens", "picnic": "seismic",
          "balance": "RdBu_r", "rdylbu": "RdYlBu", "spectral": "Spectral", "portland": "coolwarm"}
-SUPPORTED = {"scatter", "scattergl", "bar", "heatmap", "histogram"}
+SUPPORTED = {"scatter", "scattergl", "bar", "heatmap", "histogram", "table"}
 
 
 def decode_array(v: Any) -> Any:
@@ -178,6 +178,8 @@ def to_matplotlib(fig_json: dict[str, Any]):
             ax._plotly_bars.append((tr, x, y, color, label))
         elif kind == "heatmap":
             _heatmap(fig, ax, tr)
+        elif kind == "table":
+            _table(ax, tr)
         elif kind == "histogram":
             data = x if x is not None else y
             data = np.asarray(data, dtype=float)
@@ -311,6 +313,27 @@ def _heatmap(fig, ax, tr: dict) -> None:
     ax.grid(False)
     if tr.get("showscale", True) is not False:
         fig.colorbar(im, ax=ax, fraction=0.04, pad=0.01)
+
+
+def _table(ax, tr: dict, max_rows: int = 25, max_chars: int = 60) -> None:
+    """A plotly table (columns of cells under a header) as a matplotlib table, long cells shortened."""
+    cols = [list(decode_array(c)) if not isinstance(c, list) else c for c in (tr.get("cells") or {}).get("values", [])]
+    header = [_text(h) for h in (tr.get("header") or {}).get("values", [])]
+    n = max((len(c) for c in cols), default=0)
+
+    def cell(v: Any) -> str:
+        t = _text(str(v)).replace("\n", "↵")
+        return t if len(t) <= max_chars else t[:max_chars - 1] + "…"
+
+    rows = [[cell(c[i]) if i < len(c) else "" for c in cols] for i in range(min(n, max_rows))]
+    ax.axis("off")
+    if rows:
+        tab = ax.table(cellText=rows, colLabels=header or None, loc="upper center", cellLoc="left")
+        tab.auto_set_font_size(False)
+        tab.set_fontsize(7)
+    if n > max_rows:
+        ax.text(0.5, 0.0, f"{n - max_rows} more rows in the interactive report", ha="center", fontsize=7,
+                transform=ax.transAxes)
 
 
 def _annotations(fig, layout: dict, top: float) -> None:

@@ -11,9 +11,11 @@ another. The procedure (a PROPOSAL built from the criteria practitioners read of
    first/second-half difference is within `half_tol`·|λ̂|, no chain's estimate is negative and at most
    `max_below_frac` of the draws lie below L(w*);
 3. γ: the *smallest* γ with at least two passing ε (γ only confines; a larger γ can only lower λ̂);
-4. ε: within that γ, walk the passing ε from small to large and keep the last ε whose λ̂ agrees with the
-   previous (smaller) passing ε within `plateau_tol` (a plateau); without such a pair, the smallest
-   passing ε, flagged. A larger ε on the plateau mixes faster; beyond it the estimate climbs with ε.
+4. ε: within that γ, walk the passing ε from small to large over adjacent pairs whose λ̂ agree within
+   `plateau_tol` (the plateau) and take the *smaller* ε of the last agreeing pair: the largest step that
+   the next larger one confirms. Without such a pair, the smallest passing ε, flagged. Minibatch gradient
+   noise raises the effective temperature by ≈ ε·nβ²·h/(4·batch) in a direction of curvature h, so
+   beyond the plateau the estimate climbs with ε; below it the chains mix too slowly to settle.
 5. nβ is n/ln n unless given; the check reports whether the chosen run's ε·nβ·(curvature proxy) is small:
    the MALA acceptance at the chosen point (the Metropolis test sees nβ through U = nβL + γ/2‖w−w*‖²).
 """
@@ -93,7 +95,7 @@ def choose(rows: list[dict[str, Any]], plateau_tol: float) -> tuple[dict[str, An
         pick = None
         for prev, cur in zip(ok, ok[1:]):
             if abs(cur["llc_mean"] - prev["llc_mean"]) <= plateau_tol * max(abs(prev["llc_mean"]), 1e-12):
-                pick = cur
+                pick = prev
             elif pick is not None:
                 break
         return (pick, True) if pick is not None else (ok[0], False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import combinations, pairwise
+from typing import Literal
 
 import torch
 from torch import nn
@@ -87,18 +88,37 @@ class DLNTask:
 
 
 def make_dln_task(widths: list[int], rank: int | None = None, n: int = 10_000, sigma: float = 1.0,
-                  seed: int = 0) -> DLNTask:
-    """Teacher DLN with Kaiming-uniform weights, its product cut to `rank` (None: full), and n Gaussian samples.
+                  seed: int = 0, teacher: Literal["kaiming", "conditioned"] = "kaiming") -> DLNTask:
+    """Teacher DLN with its product cut to `rank` (None: full), and n Gaussian samples.
 
-    The rank cut zeroes rows of the first layer beyond `rank`, so the teacher (the sampling centre w*)
-    is itself a point whose product has exactly that rank.
+    `teacher="kaiming"`: PyTorch's default (Kaiming-uniform) weights, then the first layer's rows beyond
+    `rank` zeroed, so the teacher (the sampling centre w*) is itself a point whose product has that rank.
+    Deep products of such weights have tiny singular values (e.g. 0.002 for [4, 7, 6, 5, 4] at rank 3),
+    below the posterior's resolution √(ln n / n), so the data see a lower rank than the one planted.
+    `teacher="conditioned"`: orthogonal layers, then the first layer replaced by pinv(W_M⋯W_2)·U_r V_rᵀ so
+    that the product is U_r V_rᵀ (U, V from the orthogonal network's product): every nonzero singular
+    value is 1, and the planted rank is the rank the data resolve.
     """
+    if teacher not in ("kaiming", "conditioned"):
+        raise ConfigError(f"teacher must be 'kaiming' or 'conditioned', got {teacher!r}")
     torch.manual_seed(seed)
     model = make_dln(widths)
-    if rank is not None:
-        if not 0 <= rank <= min(widths):
-            raise ConfigError(f"rank {rank} must lie in [0, {min(widths)}]")
-        with torch.no_grad():
+    if rank is not None and not 0 <= rank <= min(widths):
+        raise ConfigError(f"rank {rank} must lie in [0, {min(widths)}]")
+    with torch.no_grad():
+        if teacher == "conditioned":
+            for layer in model:
+                nn.init.orthogonal_(layer.weight)
+            r = min(widths) if rank is None else rank
+            rest = None
+            for layer in list(model)[1:]:
+                rest = layer.weight if rest is None else layer.weight @ rest
+            prod = model[0].weight if rest is None else rest @ model[0].weight
+            u, _, vh = torch.linalg.svd(prod.double())
+            target = u[:, :r] @ vh[:r]
+            first = target if rest is None else torch.linalg.pinv(rest.double()) @ target
+            model[0].weight.copy_(first.to(model[0].weight.dtype))
+        elif rank is not None:
             model[0].weight[rank:] = 0.0
     r = product_rank(model)
     gen = torch.Generator().manual_seed(seed + 1)

@@ -51,8 +51,11 @@ def susceptibility_rows(res: SusceptibilityResult, step: int) -> dict[str, list[
     for c, llc in res.llc.items():
         layer, head = parse_head(c)
         comps.append({"step": step, "component": c, "layer": layer, "head": head, "n_params": res.n_params[c],
-                      "llc_mean": llc.llc_mean, "llc_std": llc.llc_std, "init_loss": llc.init_loss,
-                      "n_warnings": len(llc.warnings)})
+                      "llc_mean": llc.llc_mean, "llc_std": llc.llc_std, "llc_half_diff": llc.half_diff,
+                      "init_loss": llc.init_loss, "n_beta": llc.n_beta, "burnin_draws": llc.n_burnin_draws,
+                      "kept_draws": llc.n_kept_draws, "below_init_frac": llc.below_init_frac,
+                      "n_diverged": llc.n_diverged, "converged": llc.converged, "n_warnings": len(llc.warnings),
+                      "warning": " | ".join(llc.warnings) or "none"})
     return {"susceptibility_response": response, "susceptibility_tokens": tokens, "susceptibility_components": comps}
 
 

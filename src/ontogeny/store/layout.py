@@ -11,6 +11,7 @@ functions, so moving a folder or renaming a file is one edit here (DESIGN.md, "A
     <run>/figures/<name>.json            figure data (plotly JSON; the report renders it)
     <run>/manifest/<unit>.json           one entry per finished unit of the study
     <run>/study.json                     the study's record (status, config, versions, units)
+    <run>/features/lineage_<id>.json     feature-page data (the report's per-lineage pages)
     <run>/report/index.html              the report
 """
 
@@ -95,6 +96,11 @@ def study_record(run: str | Path) -> Path:
 
 def lock_path(run: str | Path) -> Path:
     return Path(run) / LOCK_FILE
+
+
+def features_dir(run: str | Path) -> Path:
+    """Feature-page data (`lineage_<id>.json`, `index.json`) that the report's feature pages read."""
+    return Path(run) / "features"
 
 
 def report_dir(run: str | Path) -> Path:

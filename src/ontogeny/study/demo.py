@@ -39,7 +39,7 @@ def tiny_config() -> StudyConfig:
                          "train": {"normalize": "expected_average_only_in", "dead_tokens": 512}},
         "lifehistory": {"max_tokens": 512, "ablation_seqs": 4,
                         "config": {"ablation": {"n_controls": 5, "n_single": 3}, "match": {"n_null": 2},
-                                   "phase": {"early_frac": 0.1}}},
+                                   "phase": {"early_frac": 0.1}, "scaffold": {"min_reach": 0}}},
         "crosscoder": {"d_sae": 32, "n_steps": 20, "batch_size": 64, "n_pairs": 4},
         "llc": {"steps": [0, 40], "sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4}, "n_seqs": 16,
                 "ctx": 32},

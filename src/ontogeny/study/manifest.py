@@ -34,7 +34,7 @@ def snapshot(run_dir: str | Path) -> dict[str, tuple[int, int]]:
     """
     root = Path(run_dir)
     out: dict[str, tuple[int, int]] = {}
-    skip_top = {"manifest", layout.STUDY_RECORD, layout.LOCK_FILE}
+    skip_top = {layout.manifest_dir(root).name, layout.STUDY_RECORD, layout.LOCK_FILE}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":

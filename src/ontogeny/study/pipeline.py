@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ontogeny import progress
 from ontogeny.compute import map_units
 from ontogeny.config import StudyConfig
 from ontogeny.errors import StoreError
@@ -48,7 +49,8 @@ def _call(job: tuple) -> tuple[dict[str, Any], float, dict[str, dict[str, Any]]]
     The files are found by comparing the run directory before and after (exact in process; with Ray,
     units of one stage running at once may also list each other's files, which only errs towards
     recomputing more)."""
-    fn, run_dir, cfg_json, arg = job
+    name, fn, run_dir, cfg_json, arg = job
+    progress.current().unit_start(name)  # in process: the CLI's reporter; on a Ray worker: the no-op one
     before = snapshot(run_dir)
     t0 = time.perf_counter()
     result = fn(run_dir, cfg_json, arg)
@@ -134,6 +136,13 @@ class Study:
         return self._finalise([Unit("llc", stages.llc_merge_unit, llc_steps, self._section("llc"),
                                     [f"llc/step_{s:06d}" for s in llc_steps])])
 
+    def plan_features(self, steps: Sequence[int]) -> list[Unit]:
+        if not (self.cfg.features.enabled and self.cfg.lifehistory.enabled):
+            return []
+        deps = ["lifehistory", *(f"dictionaries/step_{s:06d}" for s in steps),
+                *(f"activations/step_{s:06d}" for s in steps)]
+        return self._finalise([Unit("features", stages.features_unit, None, self._section("features"), deps)])
+
     # -- running -------------------------------------------------------------------------------
     def execute(self, units: list[Unit]) -> None:
         todo = []
@@ -148,6 +157,7 @@ class Study:
                 todo.append(u)
             else:
                 self.skipped.append(u.name)
+                progress.current().skip(u.name)
                 self.on_event("skip", u.name, {})
         if not todo:
             return
@@ -160,10 +170,17 @@ class Study:
             self.manifest.record(u.name, u.key, u.config, out[0], out[1], out[2])
             self.ran.append(u.name)
             self.current.remove(u.name)
+            figures = {k: v for k, v in out[0].items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            progress.current().unit_end(u.name, dict(list(figures.items())[:4]), seconds=out[1])
             self.on_event("done", u.name, {"seconds": out[1]})
 
-        map_units(_call, [(u.fn, str(self.run_dir), self.cfg_json, u.arg) for u in todo],
-                  backend=self.cfg.compute.backend, address=self.cfg.compute.address, on_done=done)
+        try:
+            map_units(_call, [(u.name, u.fn, str(self.run_dir), self.cfg_json, u.arg) for u in todo],
+                      backend=self.cfg.compute.backend, address=self.cfg.compute.address, on_done=done)
+        except BaseException as e:
+            for name in self.current[:1]:  # in process: the unit that raised
+                progress.current().unit_end(name, error=f"{type(e).__name__}: {e}")
+            raise
 
     def run(self) -> dict[str, Any]:
         """Run every stage that is not complete; returns what ran, what was skipped and what was stale."""
@@ -182,6 +199,7 @@ class Study:
                 self._write_record(status, {"error": f"{type(e).__name__}: {e}", "units": list(self.current)})
                 raise
             self._write_record("complete")
+        progress.current().summary()
         return out
 
     def _run_stages(self) -> dict[str, Any]:
@@ -193,8 +211,10 @@ class Study:
         self.execute(analyses)
         merge = self.plan_merge(steps)
         self.execute(merge)
+        pages = self.plan_features(steps)
+        self.execute(pages)
         report = self._finalise([Unit("report", stages.report_unit, None, {"report": 1},
-                                      [u.name for u in analyses + merge])])
+                                      [u.name for u in analyses + merge + pages])])
         self.execute(report)
         return {"ran": self.ran, "skipped": self.skipped, "stale": self.stale, "steps": steps,
                 "report": str(layout.report_page(self.run_dir))}

@@ -166,7 +166,7 @@ def lifehistory_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, A
     cfg = _cfg(cfg_json)
     lh = cfg.lifehistory
     out = run_lifehistory(Path(run_dir), lh.config, cfg.activations.sites, None, lh.max_tokens, lh.ablate,
-                          lh.ablation_seqs, force=True)
+                          lh.ablation_seqs)
     return {k: v for k, v in out.items() if k not in ("files", "provenance")}
 
 
@@ -260,6 +260,15 @@ def emergence_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any
     run_sweep(cfg.emergence.sweep, out)
     res = analyze_sweep(out)
     return {"claims": res["claims"]}
+
+
+def features_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
+    """Feature-page data of the chosen lineages (top activations, logits, firing over training)."""
+    from ontogeny.report.features import FeaturePagesConfig, feature_pages_data
+
+    cfg = _cfg(cfg_json)
+    pages = FeaturePagesConfig.model_validate(cfg.features.model_dump(exclude={"enabled"}))
+    return feature_pages_data(Path(run_dir), pages, out_dir=layout.features_dir(run_dir), device=cfg.compute.device)
 
 
 def report_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
