@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from ontogeny.capabilities.config import CapabilityConfig
 from ontogeny.crosscoding.config import CrosscodeConfig
 from ontogeny.dictionaries.config import DictionaryConfig
+from ontogeny.dictionaries.stream import StreamConfig
 from ontogeny.dictionaries.train import TrainConfig
 from ontogeny.emergence.sweep import SweepConfig
 from ontogeny.errors import ConfigError
@@ -74,8 +75,11 @@ class DictionariesSection(_DictionarySpec):
     d_sae: int | None = Field(None, gt=0, description="number of latents F (default: expansion x site width)")
     expansion: int = Field(4, gt=0, description="without d_sae: d_sae = expansion x site width")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimiser and schedules (TrainConfig)")
-    batch_size: int = Field(512, gt=0, description="tokens per optimisation step")
-    epochs: int = Field(8, gt=0, description="passes over each unit's tokens")
+    stream: StreamConfig | None = Field(None, description="stream training tokens from the corpus through each "
+                                        "checkpoint (StreamConfig, docs/streaming.md); None: train on the "
+                                        "cached evaluation store with batch_size and epochs below")
+    batch_size: int = Field(512, gt=0, description="cached-store training: tokens per optimisation step")
+    epochs: int = Field(8, gt=0, description="cached-store training: passes over each unit's tokens")
     seed: int = Field(0, description="seed of the initialisation and the data order")
 
     def dictionary_fields(self, d_in: int) -> dict[str, Any]:

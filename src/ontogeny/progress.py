@@ -235,8 +235,10 @@ class RichReporter(Reporter):
         for tid in list(self.ids.values()):
             self.bars.remove_task(tid)
         self.ids.clear()
-        msg = f"[red]✗[/] {name} failed: {error}" if error else f"[green]✓[/] {name} {seconds:.1f} s {_figures(figures)}"
-        self.console.print(msg)
+        if error:
+            self.console.print(f"[red]✗[/] {name} failed: {error}")
+        else:
+            self.console.print(f"[green]✓[/] {name} {seconds:.1f} s {_figures(figures)}")
 
     def on_skip(self, name: str) -> None:
         self.console.print(f"[dim]· {name} skipped (complete)[/]")

@@ -110,11 +110,12 @@ def test_crosscode_from_activation_files_without_models(tmp_path):
     assert len(lat) == 24 and "reldec_class" in lat[0]
     assert not (run / "tables" / f"crosscoder_effects.{tag}.parquet").exists()
     assert (run / "figures" / f"crosscoder_presence.{tag}.json").exists()
-    # a step with another token count: named error, nothing written
-    save_file({"acts": torch.randn(100, 16)}, str(acts_dir / "step_000020" / f"{SITE}.safetensors"))
+    # a missing step, then a step with another token count: named errors, nothing written
     bad = tmp_path / "run_bad"
-    res = CliRunner().invoke(app, [a if a != str(run) else str(bad) for a in args])
-    assert res.exit_code != 0 and "100 tokens" in res.output
+    bad_args = [a if a != str(run) else str(bad) for a in args]
+    res = CliRunner().invoke(app, [a if a != "10,20,30" else "10,20,40" for a in bad_args])
+    assert res.exit_code != 0 and "step_000040" in res.output.replace("\n", "")
+    save_file({"acts": torch.randn(100, 16)}, str(acts_dir / "step_000020" / f"{SITE}.safetensors"))
+    res = CliRunner().invoke(app, bad_args)
+    assert res.exit_code != 0 and "100 tokens" in res.output.replace("\n", "")
     assert not bad.exists() or not any(bad.rglob("*.parquet"))
-    res = CliRunner().invoke(app, [a if a != "10,20,30" else "10,20,40" for a in args])
-    assert res.exit_code != 0 and "step_000040" in res.output

@@ -149,14 +149,15 @@ def _hierarchical_batches(truth: Dictionary, n_parents: int, n_children: int, n:
         child = torch.randint(0, C + 1, (B, 2), generator=gen)
         vals = (0.5 + torch.rand(B, 2, generator=gen)) * (child < C)
         codes.scatter_add_(1, P + par * C + child.clamp_max(C - 1), vals)
-        with torch.no_grad():
-            yield truth.decode(codes) + noise * torch.randn(B, truth.cfg.d_in, generator=gen)
+        with torch.no_grad():  # grad mode is global: leave it before yielding to the trainer
+            x = truth.decode(codes) + noise * torch.randn(B, truth.cfg.d_in, generator=gen)
+        yield x
 
 
 @pytest.mark.parametrize("rule, kw", [("batchtopk", {}), ("matryoshka_batchtopk", {"matryoshka_widths": [8, 16]})])
 def test_batch_topk_kinds_recover_features_with_shared_support_and_noise(rule, kw):
     """8 parents x 3 children in 32 dimensions, children co-firing with their parent, noise 0.02: parents
-    and children are each found (measured here: batchtopk 0.92 / 0.89, matryoshka 0.83 / 0.84)."""
+    and children are each found (mean max cosine >= 0.75 for each group; an untrained dictionary: < 0.6)."""
     P, C, d = 8, 3, 32
     truth = Dictionary(DictionaryConfig(rule="relu", d_in=d, d_sae=P + P * C), seed=5)
     with torch.no_grad():

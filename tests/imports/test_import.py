@@ -195,3 +195,23 @@ def test_import_folders_written_by_saelens_itself(tmp_path):
         assert torch.allclose(d(x), exp["recon"], atol=1e-4), step
         assert torch.equal(d.encode(x) != 0, exp["codes"] != 0), step
     assert sys.version_info >= (3, 10)
+
+
+def test_cli_imports_and_refuses_bad_input_by_name(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from ontogeny.commands.imports import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # a second command keeps typer's sub-command layout
+    dicts, acts = lay_out(tmp_path, steps=[0, 4], sites=SITES[:1])
+    ok = CliRunner().invoke(app, ["import", str(dicts), "--run-dir", str(tmp_path / "run"), "--activations", str(acts)])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "run" / "import.json").exists()
+    save_file({"acts": torch.randn(96, 8)}, str(acts / "step_000004" / f"{SITES[0]}.safetensors"))
+    bad = CliRunner().invoke(app, ["import", str(dicts), "--run-dir", str(tmp_path / "run2"), "--activations",
+                                   str(acts)])
+    assert bad.exit_code == 2 and "d_in=8" in bad.output
+    assert not (tmp_path / "run2").exists()

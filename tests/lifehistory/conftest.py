@@ -79,3 +79,9 @@ def analysed(planted):
 @pytest.fixture(scope="session")
 def analysed_noisy(planted_noisy):
     return run(planted_noisy)
+
+
+@pytest.fixture(scope="session")
+def lh_tools():
+    """(run, fast_defaults): analyse a planted series; the default config with small nulls."""
+    return run, fast_defaults

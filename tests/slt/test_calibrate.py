@@ -92,11 +92,11 @@ def test_calibration_on_a_regular_gaussian_model_finds_d_over_2():
     d = 6
     x, loss, w_star = _gaussian_mean_task(d, 2000)
     base = SGLDConfig(batch_size=200, num_chains=4, num_draws=300)
-    cal = CalibrationConfig(lrs=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], gammas=[1.0, 100.0, 1000.0], num_draws=300)
+    cal = CalibrationConfig(lrs=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], gammas=[1.0, 1000.0], num_draws=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = calibrate(loss, w_star, shuffled_batches((x,), 200, 0), base, cal)
-    assert len(result.rows) == 15 and sum(r["chosen"] for r in result.rows) == 1
+    assert len(result.rows) == 10 and sum(r["chosen"] for r in result.rows) == 1
     assert result.config.n_beta == pytest.approx(default_n_beta(2000))
     # the largest step fails a criterion (MALA or divergence); γ = 1000 halves the estimate and is not chosen
     assert not [r for r in result.rows if r["lr"] == 1e-2 and r["gamma"] == 1.0][0]["passed"]

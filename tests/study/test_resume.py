@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from ontogeny.store.run import file_hash
@@ -33,9 +34,10 @@ def test_truncated_and_nan_shards_are_recomputed_with_their_dependents(tiny_stud
             "dictionaries/step_000002", "lifehistory", "report"} <= ran
     assert not any(n.startswith(("series", "llc", "susceptibility", "capabilities", "activations/step_000001",
                                  "dictionaries/step_000001")) for n in ran)
-    for step in (0, 2):  # recomputed from the same inputs: the same bytes as before the damage
+    for step in (0, 2):  # recomputed from the same inputs: the same values as before the damage
         rel = Path("activations") / f"step_{step:06d}" / SITE / "shard_0000.safetensors"
-        assert file_hash(run / rel) == file_hash(ref / rel)
+        # (not the same bytes: safetensors writes its metadata map in arbitrary order)
+        assert torch.equal(load_file(run / rel)["acts"], load_file(ref / rel)["acts"])
         rel = Path("dictionaries") / f"step_{step:06d}" / SITE / "sae_weights.safetensors"
         assert file_hash(run / rel) == file_hash(ref / rel)
     again = run_study(tiny_config(), run)

@@ -43,6 +43,7 @@ def lifehistory(
                                                 "on the final checkpoint (a study's lifehistory.ablate)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of nulls, controls and cross-validation (alias of "
                                                   "seed)")] = None,
+    force: Annotated[bool, typer.Option(help="recompute even if the summary matches config and inputs")] = False,
 ) -> None:
     """Feature life histories: matching, lineages, turnover, carrier scaffold, joint ablation, prediction.
 
@@ -102,6 +103,8 @@ def show(out: dict[str, Any]) -> None:
     """Print the headline numbers of a life-history summary (each beside its null) as rich tables."""
     from ontogeny.lifehistory.tables import summary_tables
 
+    if out.get("skipped"):
+        console.print("[yellow]up to date[/yellow]: summary matches the config and inputs (use --force to redo)")
     for title, rows in summary_tables(out):
         show_table(title, rows)
     for note in out.get("notes", []):

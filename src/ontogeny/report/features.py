@@ -109,7 +109,7 @@ def spread(indices: Sequence[int], n: int) -> list[int]:
 # ------------------------------------------------------------------ token text
 def _byte_decoder() -> dict[str, int]:
     """Inverse of the byte-level BPE alphabet (printable bytes map to themselves, the others to 256+i)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = {}, 0
     for b in range(256):
         if b in keep:

@@ -56,7 +56,7 @@ def _svg_line(xs_labels: list[str], series: list[tuple[str, list[float | None], 
               height: int = 190, ymax: float | None = None) -> str:
     """A small inline SVG line chart over checkpoint positions (evenly spaced: the steps are log-spaced)."""
     n = len(xs_labels)
-    left, right, top, bottom = 44, 10, 10, 34
+    left, right, top, bottom = 44, 10, 12 + 13 * len(series), 34
     vals = [v for _, ys, _ in series for v in ys if v is not None]
     hi = ymax if ymax is not None else (max(vals) if vals else 1.0) or 1.0
     def X(i: float) -> float:
@@ -76,7 +76,7 @@ def _svg_line(xs_labels: list[str], series: list[tuple[str, list[float | None], 
             out.append("<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>".format(
                 color, " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)))
         out += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='{color}'/>" for x, y in pts]
-        out.append(f"<text x='{width - right - 150}' y='{top + 12 + 13 * j}' font-size='11' fill='{color}'>"
+        out.append(f"<text x='{left}' y='{11 + 13 * j}' font-size='11' fill='{color}'>"
                    f"{html.escape(name)}</text>")
     out.append("</svg>")
     return "".join(out)

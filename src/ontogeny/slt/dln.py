@@ -95,9 +95,9 @@ def make_dln_task(widths: list[int], rank: int | None = None, n: int = 10_000, s
     `rank` zeroed, so the teacher (the sampling centre w*) is itself a point whose product has that rank.
     Deep products of such weights have tiny singular values (e.g. 0.002 for [4, 7, 6, 5, 4] at rank 3),
     below the posterior's resolution √(ln n / n), so the data see a lower rank than the one planted.
-    `teacher="conditioned"`: orthogonal layers, then the first layer replaced by pinv(W_M⋯W_2)·U_r V_rᵀ so
-    that the product is U_r V_rᵀ (U, V from the orthogonal network's product): every nonzero singular
-    value is 1, and the planted rank is the rank the data resolve.
+    `teacher="conditioned"`: orthogonal layers, then the first layer replaced by pinv(W_M⋯W_2)·U_r V_rᵀ, with
+    U_r the top-r left singular vectors of W_M⋯W_2 and V_r r orthonormal input directions, so that the
+    product is U_r V_rᵀ: every nonzero singular value is 1, and the planted rank is the rank the data resolve.
     """
     if teacher not in ("kaiming", "conditioned"):
         raise ConfigError(f"teacher must be 'kaiming' or 'conditioned', got {teacher!r}")
@@ -113,10 +113,10 @@ def make_dln_task(widths: list[int], rank: int | None = None, n: int = 10_000, s
             rest = None
             for layer in list(model)[1:]:
                 rest = layer.weight if rest is None else layer.weight @ rest
-            prod = model[0].weight if rest is None else rest @ model[0].weight
-            u, _, vh = torch.linalg.svd(prod.double())
-            target = u[:, :r] @ vh[:r]
-            first = target if rest is None else torch.linalg.pinv(rest.double()) @ target
+            u, _, vh = torch.linalg.svd((model[0].weight if rest is None else rest).double())
+            v_rD = torch.linalg.svd(model[0].weight.double())[2][:r]  # r orthonormal input directions
+            # output directions: the top-r left singular vectors of W_M⋯W_2, so the solve is well-conditioned
+            first = u[:, :r] @ v_rD if rest is None else torch.linalg.pinv(rest.double()) @ (u[:, :r] @ v_rD)
             model[0].weight.copy_(first.to(model[0].weight.dtype))
         elif rank is not None:
             model[0].weight[rank:] = 0.0

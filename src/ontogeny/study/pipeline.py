@@ -102,8 +102,19 @@ class Study:
                                     self._section("activations"), ["series"]) for s in steps])
 
     def plan_dictionaries(self, steps: Sequence[int]) -> list[Unit]:
-        return self._finalise([Unit(f"dictionaries/step_{s:06d}", stages.dictionaries_unit, s,
-                                    self._section("dictionaries"), [f"activations/step_{s:06d}"]) for s in steps])
+        stream = self.cfg.dictionaries.stream
+        warm = stream is not None and stream.init == "warm"  # a warm start reads the previous step's dictionaries
+        units = [Unit(f"dictionaries/step_{s:06d}", stages.dictionaries_unit, s, self._section("dictionaries"),
+                      [f"activations/step_{s:06d}", *([f"dictionaries/step_{steps[i - 1]:06d}"] if warm and i else [])])
+                 for i, s in enumerate(steps)]
+        return self._finalise(units)
+
+    def plan_dictionaries_table(self, steps: Sequence[int]) -> list[Unit]:
+        """Streamed dictionaries: one table of their held-out quality (tables/dictionaries.parquet)."""
+        if self.cfg.dictionaries.stream is None:
+            return []
+        return self._finalise([Unit("dictionaries", stages.dictionaries_merge_unit, list(steps),
+                                    self._section("dictionaries"), [f"dictionaries/step_{s:06d}" for s in steps])])
 
     def plan_analyses(self, steps: Sequence[int]) -> list[Unit]:
         c = self.cfg
@@ -206,7 +217,11 @@ class Study:
         self.execute(self.plan_series())
         steps = self.steps()
         self.execute(self.plan_activations(steps))
-        self.execute(self.plan_dictionaries(steps))
+        dicts = self.plan_dictionaries(steps)
+        stream = self.cfg.dictionaries.stream
+        for group in ([[u] for u in dicts] if stream is not None and stream.init == "warm" else [dicts]):
+            self.execute(group)  # a warm start chains the checkpoints: one at a time
+        self.execute(self.plan_dictionaries_table(steps))
         analyses = self.plan_analyses(steps)
         self.execute(analyses)
         merge = self.plan_merge(steps)

@@ -146,17 +146,55 @@ def activations_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, Any]:
 
 
 def dictionaries_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, Any]:
-    """Train one dictionary per site at one checkpoint, all sites sharing one pass over the data."""
-    from ontogeny.dictionaries.store_train import train_store_dictionaries
+    """Train one dictionary per site at one checkpoint, all sites sharing one pass over the data.
+
+    Cached (default): on the evaluation store's activations. Streamed (`[dictionaries.stream]`): on corpus
+    training windows run through the checkpoint, then measured on the held-out evaluation store.
+    """
     from ontogeny.store.activations import ActivationStore
 
     cfg = _cfg(cfg_json)
     d = cfg.dictionaries
     store = ActivationStore(layout.activations_dir(run_dir))
     fields = d.dictionary_fields(store.width(cfg.activations.sites[0]))
+    if d.stream is not None:
+        return _streamed_dictionaries(run_dir, cfg, step, fields, store)
+    from ontogeny.dictionaries.store_train import train_store_dictionaries
+
     rows = train_store_dictionaries(store, run_dir, fields, d.train, steps=[step], sites=cfg.activations.sites,
                                     batch_size=d.batch_size, n_epochs=d.epochs, seed=d.seed, force=True)
     return {"step": step, "dictionaries": [{k: v for k, v in r.items() if k != "path"} for r in rows]}
+
+
+def _streamed_dictionaries(run_dir: str, cfg: StudyConfig, step: int, fields: dict, store) -> dict[str, Any]:
+    from ontogeny.dictionaries.store_train import evaluate_dictionaries, stream_checkpoint_dictionaries
+    from ontogeny.dictionaries.stream import TrainingWindows, corpus_train_stream
+
+    s = cfg.dictionaries.stream
+    series = study_series(run_dir, cfg, [step])
+    model = series.model(step)
+    corpus = study_corpus(run_dir)
+    windows = TrainingWindows(corpus_train_stream(series.tokenizer, corpus), ctx=s.ctx or cfg.activations.ctx,
+                              seed=s.seed)
+    steps = study_series(run_dir, cfg).steps
+    previous = steps[steps.index(step) - 1] if s.init == "warm" and steps.index(step) > 0 else None
+    stream_checkpoint_dictionaries(run_dir, model, step, cfg.activations.sites, fields, cfg.dictionaries.train, s,
+                                   windows, previous_step=previous, device=cfg.compute.device, force=True,
+                                   source={"corpus_hash": corpus.hash, "split": "train", "ctx": windows.ctx})
+    rows = evaluate_dictionaries(run_dir, model, store, step, cfg.activations.sites)
+    return {"step": step, "dictionaries": rows}
+
+
+def dictionaries_merge_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any]:
+    """tables/dictionaries.parquet: the held-out quality of every streamed dictionary."""
+    from ontogeny.dictionaries.store_train import write_dictionaries_table
+    from ontogeny.study.manifest import Manifest
+
+    cfg = _cfg(cfg_json)
+    manifest = Manifest(run_dir)
+    rows = [r for s in steps for r in manifest.entry(f"dictionaries/step_{s:06d}")["result"]["dictionaries"]]
+    write_dictionaries_table(run_dir, rows, config=cfg.dictionaries.model_dump(mode="json"))
+    return {"steps": steps, "dictionaries": len(rows)}
 
 
 def lifehistory_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
@@ -275,5 +313,5 @@ def report_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
     """The self-contained HTML report, built from the run's tables and figures alone."""
     from ontogeny.report.html import build_report
 
-    path = build_report(Path(run_dir))
+    path = build_report(Path(run_dir), features=False)  # the `features` unit owns the feature-page data
     return {"report": str(path)}
