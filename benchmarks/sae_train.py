@@ -50,10 +50,10 @@ def peer_status(peer: str) -> str | None:
     return None if r.returncode == 0 else f"sae_lens does not import: {r.stderr.strip()[-300:]}"
 
 
-def abba(pythons: dict[str, str], args: list[str], rounds: int) -> dict[str, list[dict]]:
-    """Runs in the order A, B, B, A per round (A = ontogeny, B = saelens)."""
+def abba(pythons: dict[str, str], args: list[str], rounds: int, order: str = "ABBA") -> dict[str, list[dict]]:
+    """Runs in the order A, B, B, A per round (A = ontogeny, B = saelens); `order="AB"`: A, B."""
     res: dict[str, list[dict]] = {k: [] for k in pythons}
-    order = ["ontogeny", "saelens", "saelens", "ontogeny"]
+    order = [{"A": "ontogeny", "B": "saelens"}[c] for c in order]
     for _ in range(rounds):
         for impl in order:
             if impl in pythons:
@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--rules", default="topk,batchtopk,jumprelu,relu")
     ap.add_argument("--ttq-rules", default="topk,batchtopk")
     ap.add_argument("--quick", action="store_true", help="small shapes (d_in 128, d_sae 1024, batch 1024)")
+    ap.add_argument("--ttq-order", default="ABBA", choices=["ABBA", "AB"], help="time-to-quality run order")
+    ap.add_argument("--out", default=str(HERE / "results" / "sae_train.json"))
     a = ap.parse_args()
     shape = ["--d-in", "128", "--d-sae", "1024", "--batch", "1024"] if a.quick else \
         ["--d-in", "512", "--d-sae", "4096", "--batch", "4096"]
@@ -78,15 +80,16 @@ def main() -> None:
     if why is None:
         pythons["saelens"] = a.peer_python
     result: dict = {"benchmark": "sae_train_side_by_side", "saelens": why or "installed",
+                    "command": " ".join(sys.argv),
                     "config": {"d_in": D, "d_sae": F, "batch": B, "k": 32, "rounds": a.rounds,
                                "order": "ontogeny, saelens, saelens, ontogeny"},
                     "flops_per_step": 6 * B * D * F, "throughput": [], "time_to_quality": []}
     def save() -> None:  # after every row, so an interrupted run keeps what it measured
-        (HERE / "results").mkdir(exist_ok=True)
-        (HERE / "results" / "sae_train.json").write_text(json.dumps(result, indent=2))
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(result, indent=2))
 
     def throughput_rows(t: int) -> None:
-        for rule in a.rules.split(","):
+        for rule in filter(None, a.rules.split(",")):
             for regime in (["sparse", "dense"] if rule in ("relu", "jumprelu") else ["sparse"]):
                 runs = abba(pythons, [*shape, "--rule", rule, "--regime", regime, "--threads", str(t)], a.rounds)
                 row: dict = {"threads": t, "rule": rule, "regime": regime}
@@ -106,7 +109,7 @@ def main() -> None:
         ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
                     "--n-features", "512", "--threads", "1"]
         for rule in filter(None, a.ttq_rules.split(",")):
-            runs = abba(pythons, [*ttq_args, "--rule", rule], 1)
+            runs = abba(pythons, [*ttq_args, "--rule", rule], 1, a.ttq_order)
             row = {"rule": rule, "targets": {"fvu": 0.1, "mmcs": 0.9}}
             for impl, rs in runs.items():
                 times = [r["train_s"] for r in rs if r["train_s"] is not None]

@@ -141,7 +141,8 @@ def test_fixed_selection_and_min_reach(planted, analysed):
     pers = persistent(lh.lineages, planted.steps, lh.cutoff)
     many = select_carriers(pers, lh.hierarchies[K], planted.steps, ScaffoldConfig(selection="fixed"))
     assert {(c.site, c.feature) for c in many} == planted.carriers  # decoys have reach 0
-    loose = select_carriers(pers, lh.hierarchies[K], planted.steps, ScaffoldConfig(selection="fixed", min_reach=0))
+    loose = select_carriers(pers, lh.hierarchies[K], planted.steps,
+                           ScaffoldConfig(selection="fixed", min_reach=0, n_carriers=500))
     assert len(loose) == len(pers) > len(many)
     two = select_carriers(pers, lh.hierarchies[K], planted.steps, ScaffoldConfig(selection="fixed", n_carriers=2))
     assert [c.rank for c in two] == [1, 2] and all(a.reach >= b.reach for a, b in zip(many, many[1:]))

@@ -79,14 +79,13 @@ def planted_stack(k: int, d_in: int = 32, n_tokens: int = 8192, n_shared: int = 
 
 
 def match_features(W_dec_FKD: torch.Tensor, planted: PlantedStack) -> tuple[np.ndarray, np.ndarray]:
-    """Best latent per planted feature and its score: the cosine between the latent's decoder rows and
-    the feature's directions, concatenated over the feature's checkpoints (so a near-zero row cannot
-    match by its direction alone). Returns (latent [G], score [G])."""
+    """Best latent per planted feature and its score: the cosine between the latent's decoder rows
+    concatenated over all K checkpoints and the feature's ideal decoder (u_{g,m} where it exists, 0
+    elsewhere), so rows where the feature is absent count against the match. Returns (latent [G], score [G])."""
     W_FKD = W_dec_FKD.detach().double()
     pres_GK = torch.as_tensor(planted.present_GK, dtype=torch.float64)
     dot_FG = torch.einsum("fkd,gkd,gk->fg", W_FKD, planted.dirs_GKD.double(), pres_GK)
-    sq_FK = W_FKD.pow(2).sum(-1)
-    norm_FG = (sq_FK @ pres_GK.T).clamp_min(1e-30).sqrt() * pres_GK.sum(-1)[None].sqrt()
+    norm_FG = W_FKD.pow(2).sum((1, 2)).clamp_min(1e-30).sqrt()[:, None] * pres_GK.sum(-1)[None].sqrt()
     best, idx = (dot_FG / norm_FG).max(dim=0)
     return idx.numpy(), best.numpy()
 

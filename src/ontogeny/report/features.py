@@ -227,7 +227,7 @@ def feature_pages_data(run_dir: str | Path, cfg: FeaturePagesConfig | None = Non
 
     store = ActivationStore(layout.activations_dir(run_dir))
     ids_ST = store.token_ids.cpu().numpy()
-    series = load_series(layout.series_dir(run_dir), steps=sorted({s for s, _ in needs}), device=device)
+    series = load_series(layout.series_dir(run_dir), steps=sorted({s for s, _ in needs}) or None, device=device)
     text = TokenText(series.tokenizer)
     evidence: dict[tuple[int, str, int], dict[str, Any]] = {}
     for (step, site), fs in sorted(needs.items()):

@@ -47,6 +47,8 @@ class SeriesConfig(BaseModel):
     n_heads: int = Field(4, ge=1)
     d_mlp: int = Field(512, ge=1)
     rotary_pct: float = Field(0.25, gt=0.0, le=1.0, description="share of each head's dims rotated")
+    tie_embeddings: bool = Field(False, description="share the input embedding and the unembedding "
+                                 "(GPT-2 style; Pythia unties them)")
     context: int = Field(64, ge=8, description="tokens per training row")
     batch_size: int = Field(16, ge=1, description="natural-text rows per step")
     synthetic_rows: int = Field(48, ge=0, description="synthetic repeated-span rows per step")
@@ -95,7 +97,7 @@ def build_model(cfg: SeriesConfig, vocab_size: int):
     config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.n_layers,
                            num_attention_heads=cfg.n_heads, intermediate_size=cfg.d_mlp,
                            max_position_embeddings=cfg.context, rotary_pct=cfg.rotary_pct,
-                           use_parallel_residual=True, tie_word_embeddings=False, hidden_dropout=0.0,
+                           use_parallel_residual=True, tie_word_embeddings=cfg.tie_embeddings, hidden_dropout=0.0,
                            attention_dropout=0.0, bos_token_id=0, eos_token_id=0)
     torch.manual_seed(cfg.seed)
     return GPTNeoXForCausalLM(config)
