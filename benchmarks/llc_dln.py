@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--peer-python", default=None, help="python of a venv with devinterp 2.0.1 (omit: skip)")
     ap.add_argument("--shapes", default=None, help="comma-separated indices into SHAPES (default: all)")
+    ap.add_argument("--out", default="llc_dln.json", help="file name under benchmarks/results/")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -123,7 +124,7 @@ def main() -> None:
     text = json.dumps(summary, indent=2)
     res_dir = Path(__file__).parent / "results"
     res_dir.mkdir(exist_ok=True)
-    (res_dir / "llc_dln.json").write_text(text + "\n")
+    (res_dir / args.out).write_text(text + "\n")
     print(text)
 
 

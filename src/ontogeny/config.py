@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ontogeny.capabilities.config import CapabilityConfig
+from ontogeny.census.heads import CensusConfig
 from ontogeny.crosscoding.config import CrosscodeConfig
 from ontogeny.dictionaries.config import DictionaryConfig
 from ontogeny.dictionaries.stream import StreamConfig
@@ -28,6 +29,7 @@ from ontogeny.lifehistory.config import LifeHistoryConfig
 from ontogeny.report.features import FeaturePagesConfig
 from ontogeny.series.capture import CaptureConfig, TokenSetConfig
 from ontogeny.series.train import SeriesConfig
+from ontogeny.slt.calibrate import CalibrationConfig
 from ontogeny.slt.sgld import SGLDConfig
 from ontogeny.slt.susceptibility import SusceptibilityConfig
 
@@ -126,6 +128,8 @@ class LLCSection(TokenSetConfig):
     every: int = Field(1, gt=0, description="without `steps`: take every n-th checkpoint (the last always)")
     components: list[str] = Field(["full"], description="restrictions: full, l<L>h<H>, l<L>attn, l<L>, heads")
     sgld: SGLDConfig = Field(default_factory=SGLDConfig, description="SGLD settings (SGLDConfig)")
+    calibration: CalibrationConfig | None = Field(None, description="choose ε and γ first at the last checkpoint "
+                                                  "(CalibrationConfig, a PROPOSAL); None: use sgld as given")
 
     def pick_steps(self, steps: list[int]) -> list[int]:
         """The checkpoints whose LLC is estimated."""
@@ -160,6 +164,12 @@ class FeaturesSection(FeaturePagesConfig):
     enabled: bool = Field(True, description="write feature-page data (needs the life history)")
 
 
+class CensusSection(CensusConfig):
+    """The head census over the series (previous-token / induction heads): every CensusConfig field."""
+
+    enabled: bool = Field(False, description="run the head census at every checkpoint")
+
+
 class ComputeSection(_Section):
     backend: Literal["process", "ray"] = Field("process", description="where units run: in process or on Ray")
     address: str | None = Field(None, description="Ray cluster address (None: a local instance)")
@@ -180,6 +190,7 @@ class StudyConfig(_Section):
     capabilities: CapabilitiesSection = Field(default_factory=CapabilitiesSection)
     emergence: EmergenceSection = Field(default_factory=EmergenceSection)
     features: FeaturesSection = Field(default_factory=FeaturesSection)
+    census: CensusSection = Field(default_factory=CensusSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
 
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from ontogeny import config as study_config
 from ontogeny.capabilities.config import CapabilityConfig
+from ontogeny.census.heads import CensusConfig
 from ontogeny.cli import app
 from ontogeny.commands import _common
 from ontogeny.crosscoding.config import CrosscodeConfig
@@ -52,6 +53,7 @@ SHARED = [
     (study_config.LLCSection, TokenSetConfig, set()),
     (study_config.SusceptibilitySection, SusceptibilityConfig, set()),
     (study_config.FeaturesSection, FeaturePagesConfig, set()),
+    (study_config.CensusSection, CensusConfig, set()),
 ]
 # (section, field, package model whose default instance that field must hold)
 NESTED = [

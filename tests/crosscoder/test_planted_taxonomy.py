@@ -22,14 +22,14 @@ D, L0 = 24, 2.0
 SCALES = [1.0, 3.0, 0.5, 2.0, 1.5]
 
 
-def _fit(k_ckpt: int, rule: str, noise: float = 0.1, STEPS: int = 600, lr: float = 3e-3):
+def _fit(k_ckpt: int, rule: str, noise: float = 0.1, steps: int = 600, lr: float = 6e-3):
     p = planted_stack(k_ckpt, d_in=D, n_tokens=4096, n_shared=6, n_each=1, l0=L0, noise=noise,
                       scale_K=SCALES[:k_ckpt])
     g = len(p.present_GK)
-    cfg = CrossCoderConfig(n_sources=k_ckpt, d_in=D, d_sae=2 * g, rule=rule, k=int(L0), threshold_start_step=STEPS // 4)
-    tcfg = TrainConfig(lr=lr, sparsity_warmup_steps=STEPS // 20, lr_end_fraction=0.0, b_dec_init="zeros",
-                       log_every=STEPS // 10, dead_tokens=512 * 50)
-    cc, _ = fit_crosscoder(p.acts_NKD, cfg, tcfg, 512, STEPS, 0)
+    cfg = CrossCoderConfig(n_sources=k_ckpt, d_in=D, d_sae=2 * g, rule=rule, k=int(L0), threshold_start_step=steps // 4)
+    tcfg = TrainConfig(lr=lr, sparsity_warmup_steps=steps // 20, lr_end_fraction=0.0, b_dec_init="zeros",
+                       log_every=steps // 10, dead_tokens=512 * 50)
+    cc, _ = fit_crosscoder(p.acts_NKD, cfg, tcfg, 512, steps, 0)
     return p, cc
 
 

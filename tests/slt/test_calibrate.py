@@ -136,3 +136,19 @@ def test_special_tokens_are_not_in_the_probe_pool():
     assert special_token_ids(model, Tok()) == {0, 1, 3}
     pool = probe_pool(model, Tok())
     assert len(pool) == 47 and not set(pool.tolist()) & {0, 1, 3}
+
+
+def test_calibration_on_a_small_deep_linear_network_lands_near_aoyagi():
+    # [3, 2, 3] at true rank 1 (λ = 3.5 by Aoyagi's formula, 12 parameters, regular count 6): a singular
+    # model, unlike the Gaussian one, and not one of benchmarks/llc_dln.py's shapes.
+    from ontogeny.slt.dln import make_dln_task
+
+    task = make_dln_task([3, 2, 3], rank=1, n=2000, seed=3, teacher="conditioned")
+    params = {k: v.detach() for k, v in task.model.named_parameters()}
+    base = SGLDConfig(batch_size=500, num_chains=4, num_draws=300)
+    cal = CalibrationConfig(lrs=[3e-4, 1e-3, 3e-3], gammas=[1.0, 100.0], num_draws=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = calibrate(task.loss_fn, params, shuffled_batches((task.x_ND, task.y_NO), 500, 0), base, cal)
+    assert task.lam == pytest.approx(3.5)
+    assert result.estimate.llc_mean == pytest.approx(task.lam, rel=0.15), result.rows

@@ -29,3 +29,15 @@ def test_streamed_warm_dictionaries_in_the_study(tiny_study, tmp_path):
     assert all(r["eval_tokens"] == 16 * 32 and r["fvu"] >= 0 for r in rows)  # measured on the held-out store
     m = Manifest(run).entry(f"dictionaries/step_{steps[1]:06d}")
     assert m is not None and any(a.endswith("cfg.json") for a in m["artifacts"])
+
+
+def test_census_unit_names_heads_per_checkpoint(tiny_study, tmp_path):
+    """The optional `[census]` unit on the tiny series: a row per (checkpoint, head, probe), written as tables."""
+    from ontogeny.study import stages
+
+    run = Path(shutil.copytree(tiny_study[0], tmp_path / "run"))
+    data = tiny_config().model_dump(mode="json")
+    data["census"] = {"enabled": True, "n_seqs": 4, "periods": [5], "offsets": [0], "ablate": False}
+    out = stages.census_unit(str(run), data, [0, 40])
+    rows = read_table(run / "tables" / "heads.parquet")
+    assert out["rows"] == len(rows) > 0 and {r["step"] for r in rows} == {0, 40}

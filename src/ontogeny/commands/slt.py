@@ -53,12 +53,14 @@ def llc(
     seed: int = typer.Option(None, help="Seed of SGLD and of the token set (alias of `sgld.seed` and `seed`)."),
     corpus_size: str = typer.Option(None, help="Corpus of the token set: default or tiny (default: the corpus "
                                                "the series was trained on)."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Choose ε and γ first at the last checkpoint "
+                                   "(sets `calibration = {}`; tables/llc_calibration.parquet, figures/)."),
 ) -> None:
     """Estimate the local learning coefficient λ̂ = nβ(E[L] − L(w*)) at each checkpoint (the LLC curve)."""
     from ontogeny.config import LLCSection
     from ontogeny.series.capture import shared_token_ids
     from ontogeny.series.load import load_series
-    from ontogeny.slt.figures import llc_curve
+    from ontogeny.slt.figures import llc_curve, trace_plot
     from ontogeny.slt.heads import head_names
     from ontogeny.slt.pipeline import llc_rows
     from ontogeny.slt.tables import write_table
@@ -66,13 +68,22 @@ def llc(
 
     with user_errors():
         flags = {"steps": parse_csv_ints(steps), "components": parse_csv(components), "n_seqs": n_seqs, "ctx": ctx,
+                 "calibration": {} if calibrate else None,
                  **_sgld_flags(lr, n_beta, gamma, chains, draws, burnin, batch_size, seed)}
         cfg = build_config(LLCSection, config, set_, flags, origin="llc")
         series = load_series(series_dir)
         series = series.subset(cfg.pick_steps(series.steps))
         corpus = _corpus(corpus_size, series_dir)
         ids = shared_token_ids(series.tokenizer, corpus, cfg)
-        sgld = cfg.sgld
+        sgld, extra, traces = cfg.sgld, {}, {}
+        if cfg.calibration is not None:
+            from ontogeny.slt.pipeline import calibrate_and_record
+
+            sgld, extra, cal = calibrate_and_record(series.model(series.steps[-1]), ids, sgld, out,
+                                                    {"token_ids": tensor_hash(ids), "step": str(series.steps[-1])},
+                                                    cal=cfg.calibration)
+            show_table("SGLD calibration", [{k: r[k] for k in ("gamma", "lr", "llc_mean", "mala_acceptance", "passed",
+                                                               "reason")} for r in cal.rows])
         rows = []
         with progress() as bar:
             task = bar.add_task("SGLD", total=None)
@@ -82,12 +93,15 @@ def llc(
                 bar.update(task, total=len(series.steps) * n_comps * sgld.num_steps, description=f"step {step}")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # counted in n_warnings instead
-                    rows += llc_rows(model, ids, sgld, cfg.components, step, on_step=lambda _: bar.advance(task))
+                    rows += llc_rows(model, ids, sgld, cfg.components, step, on_step=lambda _: bar.advance(task),
+                                     traces=traces, extra=extra)
         inputs = {"series": str(series_dir), "token_ids": tensor_hash(ids), "corpus": corpus.hash}
         write_table(rows, layout.table_path(out, "llc"), sgld, inputs)
         llc_curve(rows, layout.figures_dir(out))
-        show_table("LLC", [{k: r[k] for k in ("step", "component", "n_params", "llc_mean", "llc_std", "init_loss",
-                                              "n_warnings")} for r in rows])
+        if traces:
+            trace_plot(traces, layout.figures_dir(out))
+        show_table("LLC", [{k: r.get(k) for k in ("step", "component", "n_params", "llc_mean", "llc_std", "llc_half_diff",
+                                                  "n_beta", "burnin_draws", "converged", "n_warnings")} for r in rows])
         console.print(f"wrote {layout.table_path(out, 'llc')} and {layout.figures_dir(out)}")
 
 

@@ -8,8 +8,8 @@ another. The procedure (a PROPOSAL built from the criteria practitioners read of
 1. run a short SGLD at every (γ, ε) of a grid, with MALA acceptance on;
 2. a grid point *passes* when no chain diverged (relative to its stationary spread), MALA acceptance
    ≥ `min_acceptance`, the detected burn-in is not at its limit (the trace settled), the estimate's
-   first/second-half difference is within `half_tol`·|λ̂|, no chain's estimate is negative and at most
-   `max_below_frac` of the draws lie below L(w*);
+   first/second-half difference and its between-chain std are within `half_tol`·|λ̂|, no chain's
+   estimate is negative and at most `max_below_frac` of the draws lie below L(w*);
 3. γ: the *smallest* γ with at least two passing ε (γ only confines; a larger γ can only lower λ̂);
 4. ε: within that γ, walk the passing ε from small to large over adjacent pairs whose λ̂ agree within
    `plateau_tol` (the plateau) and take the *smaller* ε of the last agreeing pair: the largest step that
@@ -44,7 +44,8 @@ class CalibrationConfig(BaseModel):
     num_chains: int = Field(4, ge=2, description="chains per grid point")
     num_draws: int = Field(400, ge=20, description="draws per chain at each grid point")
     min_acceptance: float = Field(0.9, gt=0, le=1, description="least MALA acceptance of a passing point")
-    half_tol: float = Field(0.1, gt=0, description="largest |first-half − second-half| / |λ̂| of a passing point")
+    half_tol: float = Field(0.1, gt=0, description="largest |first-half − second-half| / |λ̂| and between-chain "
+                            "std / |λ̂| of a passing point")
     max_below_frac: float = Field(0.5, gt=0, le=1, description="largest share of draws below L(w*)")
     plateau_tol: float = Field(0.1, gt=0, description="adjacent passing ε whose λ̂ differ by at most this "
                                "share form a plateau")
@@ -79,6 +80,8 @@ def score_point(res: LLCResult, cal: CalibrationConfig) -> tuple[bool, str]:
         fails.append("trace still moving (burn-in at its limit)")
     if abs(res.half_diff) > cal.half_tol * max(abs(res.llc_mean), 1e-12):
         fails.append(f"half difference {res.half_diff:.3g} > {cal.half_tol:.0%} of λ̂")
+    if res.llc_std > cal.half_tol * max(abs(res.llc_mean), 1e-12):
+        fails.append(f"between-chain std {res.llc_std:.3g} > {cal.half_tol:.0%} of λ̂")
     if min(res.llc_per_chain) < 0:
         fails.append("negative chain estimate")
     if res.below_init_frac > cal.max_below_frac:

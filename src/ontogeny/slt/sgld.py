@@ -259,7 +259,9 @@ def sample(loss_fn: LossFn, params0: Params, batches: BatchFn, config: SGLDConfi
         res.n_burnin_draws = mser_truncation(x_CD.mean(dim=0), config.max_burnin_frac)
         limit = 5 * max(int(config.max_burnin_frac * (x_CD.shape[1] // 5)), 1)
         res.burnin_at_limit = x_CD.shape[1] >= 20 and res.n_burnin_draws >= limit
-    checks = chain_checks(x_CD, finite, res.n_burnin_draws, config.divergence_factor)
+    # without a stationary stretch there is no stationary spread to compare with: only non-finite counts
+    factor = float("inf") if res.burnin_at_limit else config.divergence_factor
+    checks = chain_checks(x_CD, finite, res.n_burnin_draws, factor)
     res.diverged_C, res.below_init_frac_C = checks.diverged_C, checks.below_init_frac_C.float()
     msgs = []
     for c in range(C):

@@ -22,8 +22,10 @@ def demo_config() -> StudyConfig:
         # A small crosscoder (the library default is d_sae 512, 2000 steps of 1024 tokens, 64 pairs per task).
         "crosscoder": {"d_sae": 256, "n_steps": 600, "batch_size": 512, "n_pairs": 32},
         # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting.
-        "llc": {"every": 4, "n_seqs": 128, "ctx": 64, "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
-        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8}},
+        # n_beta 30 as before (the library's default became n / ln n).
+        "llc": {"every": 4, "n_seqs": 128, "ctx": 64,
+                "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "n_beta": 30.0}},
+        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "n_beta": 30.0}},
     })
 
 
@@ -41,9 +43,9 @@ def tiny_config() -> StudyConfig:
                         "config": {"ablation": {"n_controls": 5, "n_single": 3}, "match": {"n_null": 2},
                                    "phase": {"early_frac": 0.1}, "scaffold": {"min_reach": 0}}},
         "crosscoder": {"d_sae": 32, "n_steps": 20, "batch_size": 64, "n_pairs": 4},
-        "llc": {"steps": [0, 40], "sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4}, "n_seqs": 16,
-                "ctx": 32},
-        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4}, "n_probe_seqs": 2, "n_base_seqs": 2, "ctx": 32,
-                           "probe_kinds": ["prose", "synthetic"]},
+        "llc": {"steps": [0, 40], "n_seqs": 16, "ctx": 32,
+                "sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4, "n_beta": 30.0}},
+        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4, "n_beta": 30.0},
+                           "n_probe_seqs": 2, "n_base_seqs": 2, "ctx": 32, "probe_kinds": ["prose", "synthetic"]},
         "capabilities": {"config": {"n_prompts": 4, "rep_len": 6}},
     })

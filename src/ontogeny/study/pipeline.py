@@ -136,6 +136,8 @@ class Study:
         if c.capabilities.enabled:
             units.append(Unit("capabilities", stages.capabilities_unit, list(steps), self._section("capabilities"),
                               ["series"]))
+        if c.census.enabled:
+            units.append(Unit("census", stages.census_unit, list(steps), self._section("census"), ["series"]))
         if c.emergence.enabled:
             units.append(Unit("emergence", stages.emergence_unit, None, self._section("emergence")))
         return self._finalise(units)

@@ -274,6 +274,20 @@ def susceptibility_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, An
     return out
 
 
+def census_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any]:
+    """Previous-token and induction heads at every checkpoint (tables heads, heads_copy; figure heads)."""
+    from ontogeny.census.figures import write_census
+    from ontogeny.census.heads import CensusConfig, census_series
+    from ontogeny.store.run import provenance
+
+    cfg = _cfg(cfg_json)
+    census = CensusConfig.model_validate(cfg.census.model_dump(exclude={"enabled"}))
+    heads, copies = census_series(study_series(run_dir, cfg, steps), census)
+    write_census(heads, copies, layout.tables_dir(run_dir), layout.figures_dir(run_dir),
+                 provenance(census.model_dump(mode="json")))
+    return {"steps": steps, "rows": len(heads)}
+
+
 def capabilities_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any]:
     """Capability curves over the series and their change points (emergence steps)."""
     from ontogeny.capabilities.pipeline import capabilities_run
