@@ -82,7 +82,7 @@ def main() -> None:
     runs = []
     for k_ckpt in [int(x) for x in a.ks.split(",")]:
         for rule in a.rules.split(","):
-            for k in ([int(x) for x in a.topk.split(",")] if rule == "batchtopk" else [0]):
+            for k in ([int(x) for x in a.topk.split(",")] if rule == "batchtopk" else [32]):
                 for noise in [float(x) for x in a.noises.split(",")]:
                     runs.append(one(k_ckpt, rule, k, noise, a))
                     print(json.dumps(runs[-1]), flush=True)

@@ -65,8 +65,10 @@ def test_changed_config_recomputes_only_dependents(tiny_study, tmp_path):
                    for n in ran)
 
 
-def test_killed_study_resumes_without_recomputing(tiny_study, tmp_path):
-    """Kill the study mid-run (SIGKILL), rerun it: finished units are skipped, the results match."""
+@pytest.mark.parametrize("kill_after", ["dictionaries/step_000002", "lifehistory"])
+def test_killed_study_resumes_without_recomputing(tiny_study, tmp_path, kill_after):
+    """Kill the study mid-run (SIGKILL) inside the dictionaries stage or the analyses stage, rerun it:
+    finished units are skipped, nothing half-written is left, the results match."""
     run_dir = tmp_path / "run"
     script = ("import torch; torch.set_num_threads(1)\n"
               "from ontogeny.study.demo import tiny_config\nfrom ontogeny.study.pipeline import run_study\n"
@@ -75,7 +77,7 @@ def test_killed_study_resumes_without_recomputing(tiny_study, tmp_path):
     manifest = Manifest(run_dir)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if manifest.entry("dictionaries/step_000002") is not None:
+        if manifest.entry(kill_after) is not None:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the study finished before it could be killed"
@@ -92,6 +94,10 @@ def test_killed_study_resumes_without_recomputing(tiny_study, tmp_path):
         assert file_hash(run_dir / rel) == file_hash(ref / rel), rel
     assert query(run_dir, "SELECT * FROM llc ORDER BY step")[1] == query(ref, "SELECT * FROM llc ORDER BY step")[1] \
         or _close_llc(run_dir, ref)
+    import pyarrow.parquet as pq
+
+    for table in sorted((ref / "tables").glob("*.parquet")):  # every table, its columns in the same order
+        assert pq.read_schema(run_dir / "tables" / table.name).names == pq.read_schema(table).names, table.name
 
 
 def _close_llc(a: Path, b: Path) -> bool:

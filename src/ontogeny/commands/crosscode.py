@@ -82,7 +82,10 @@ def crosscode(
                                    **{kk: v for kk, v in s.items() if kk.startswith("fvu_")}}])
         show_table(f"presence classes of alive latents (tau {s['presence_tau']:g})",
                    [{"class": c, "latents": n} for c, n in s["reldec_classes"].items()])
-        show_table("presence classes against tau", [{"tau": t, **c} for t, c in s["presence_sensitivity"].items()])
+        sens = s["presence_sensitivity"]
+        show_table("presence classes against tau (alive latents)",
+                   [{"class": c, **{f"tau {t}": sens[t].get(c, 0) for t in sens}}
+                    for c in dict.fromkeys(c for row in sens.values() for c in row)])
         show_table("sparsity", [s["sparsity"]])
         show_table("latent scaling", [s["artefacts"]])
         show_table("tasks: accuracy per checkpoint, top-|IE| latents, no-effect latents, Spearman of ablation "

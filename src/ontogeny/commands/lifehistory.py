@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,10 +9,6 @@ import typer
 
 from ontogeny.commands._common import build_config, config_option, console, parse_csv, parse_csv_ints, progress, \
     set_option, show_table, user_errors
-
-
-def _fmt(x: Any) -> Any:
-    return "not measured" if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
 def lifehistory(

@@ -125,7 +125,7 @@ def stream_train(model, windows, dictionaries: dict[str, torch.nn.Module], train
             first.append(next(chunks))
             n += first[-1][sites[0]].shape[0]
         scales = {s: input_scale(torch.cat([c[s] for c in first])) for s in sites}
-        chunks = itertools.chain(first, chunks)
+        chunks = itertools.chain(_drain(first), chunks)  # drained: the buffer's copy is the only one kept
     models = []
     for s in sites:
         d = dictionaries[s]
@@ -146,6 +146,13 @@ def stream_train(model, windows, dictionaries: dict[str, torch.nn.Module], train
         r.scale = scales[s]
         out[s] = r
     return out, {"max_buffer_rows": buffer.max_held, **{f"scale/{s}": v for s, v in scales.items()}}
+
+
+def _drain(items: list) -> Any:
+    """Yield and forget the items of a list (so a consumed chunk is freed, not kept by the list)."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def stream_checkpoint_dictionaries(run: str | Path, model, step: int, sites: Sequence[str], dict_cfg: dict[str, Any],

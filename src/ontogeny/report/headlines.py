@@ -64,32 +64,7 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
                      f"its repeat; {fmt(s.get('induction_final'))} nats at the end)"))
     lh = res("lifehistory")
     if lh:
-        t = (lh.get("turnover") or {}).get("all") or {}
-        rows.append(("lifehistory", "turnover ratio (early / late)", fmt(t.get("ratio")),
-                     f"lineage events per training step before step {fmt(lh.get('early_cutoff_step'))} "
-                     "over those after it (paper: ~40×)"))
-        rows.append(("lifehistory", "carrier scaffold size", fmt(lh.get("n_carriers")),
-                     "lineages alive and stable from onset to the end (top N across sites)"))
-        if lh.get("recruitment_final") is not None:
-            rows.append(("lifehistory", "recruitment under carriers", f"{100 * lh['recruitment_final']:.1f}%",
-                         "share of active features at the last checkpoint that sit under a carrier (paper: 64%)"))
-        abl = lh.get("ablation") or {}
-        joint = abl.get("joint_delta_ce")
-        if joint:
-            rows.append(("lifehistory", "carrier joint ablation z-score", fmt(joint.get("z")),
-                         f"Δ next-token loss of removing all carriers at every layer ({fmt(joint.get('value'))}) vs "
-                         f"count-matched random populations ({fmt(joint.get('control_mean'))} ± "
-                         f"{fmt(joint.get('control_sd'))}); percentile {fmt(joint.get('percentile'))}"))
-        elif abl.get("error"):
-            rows.append(("lifehistory", "carrier joint ablation", "not measured", str(abl["error"])))
-        p = lh.get("prediction") or {}
-        if p.get("fold_accuracy"):
-            acc = sum(p["fold_accuracy"]) / len(p["fold_accuracy"])
-            rows.append(("lifehistory", "carriers predicted from onset firing", fmt(acc),
-                         f"mean {fmt(p.get('n_folds'))}-fold accuracy (chance ≈ {fmt(p.get('null_accuracy_mean'))})"))
-        elif lh.get("prediction_error"):
-            rows.append(("lifehistory", "carriers predicted from onset firing", "not measured",
-                         str(lh["prediction_error"])))
+        rows += lifehistory_headlines(lh)
     llc = res("llc")
     if llc.get("llc"):
         rows.append(("llc", "LLC through training", fmt([round(x, 1) if x is not None else None for x in llc["llc"]]),
@@ -111,4 +86,45 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
                      f"gap {gap}; ρ {fmt(row.get('spearman_induction'))}",
                      f"standardised gap between the {fmt(n_ind, 'no')} heads with induction score ≥ "
                      f"{fmt(row.get('threshold'))} and the others; Spearman ρ of loading vs induction score"))
+    return rows
+
+
+def lifehistory_headlines(lh: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The life-history headline numbers, each beside its null (keys of `run_lifehistory`'s summary)."""
+    sec = "lifehistory"
+    rows = [
+        (sec, "turnover ratio (early / late events per step)", fmt(lh.get("turnover_ratio")),
+         f"early window {lh.get('turnover_window', '')} (steps {fmt(lh.get('turnover_window_start_step'))}–"
+         f"{fmt(lh.get('turnover_window_end_step'))}); checkpoint spacing alone gives "
+         f"{fmt(lh.get('turnover_ratio_null_constant'))} (constant events per transition) or "
+         f"{fmt(lh.get('turnover_ratio_null_logspan'))} (events ∝ log-step span): excess "
+         f"{fmt(lh.get('turnover_excess_constant'))} / {fmt(lh.get('turnover_excess_logspan'))} (paper: ~40× raw)"),
+        (sec, "churn early / late", f"{fmt(lh.get('churn_early'))} / {fmt(lh.get('churn_late'))}",
+         "events / (events + stable matches) per transition, by phase (no spacing in it)"),
+        (sec, "carrier scaffold size", fmt(lh.get("n_carriers")),
+         f"persistent lineages ranked by reach, {lh.get('carrier_selection', '')}; of "
+         f"{fmt(lh.get('n_persistent'))} persistent; {fmt(lh.get('n_edges_final'))} hierarchy edges at the end"),
+        (sec, "recruitment under carriers", fmt(lh.get("recruitment")),
+         f"recruited / alive non-carriers at the end; random persistent sets of the same size: "
+         f"{fmt(lh.get('recruitment_null'))} (p95 {fmt(lh.get('recruitment_null_p95'))}, "
+         f"p = {fmt(lh.get('recruitment_p_value'))}; paper: 64%)"),
+        (sec, "carriers predicted from onset firing (AUC)", fmt(lh.get("prediction_auc")),
+         f"stratified folds; permuted labels {fmt(lh.get('prediction_auc_null'))}, "
+         f"p = {fmt(lh.get('prediction_auc_p_value'))}; top statistic {fmt(lh.get('prediction_top_feature'))}"),
+        (sec, "function before direction", fmt(lh.get("precedence_function_first")),
+         f"share of lineages whose firing matches their final feature before their decoder direction does "
+         f"(null 0.5, sign p = {fmt(lh.get('precedence_sign_p'))}; median lag "
+         f"{fmt(lh.get('precedence_median_lag_checkpoints'))} checkpoints)"),
+    ]
+    abl = lh.get("ablation") or {}
+    joint = abl.get("joint_delta_ce")
+    if joint:
+        rows.append((sec, "carrier joint ablation z-score", fmt(joint.get("z")),
+                     f"Δ next-token loss of removing all carriers at every layer ({fmt(joint.get('value'))}) vs "
+                     f"count-matched random populations ({fmt(joint.get('control_mean'))} ± "
+                     f"{fmt(joint.get('control_sd'))}); percentile {fmt(joint.get('percentile'))}"))
+    elif abl.get("error"):
+        rows.append((sec, "carrier joint ablation", MISSING, str(abl["error"])))
+    for note in lh.get("notes") or []:
+        rows.append((sec, "note", "—", str(note)))
     return rows

@@ -44,15 +44,23 @@ NOTES = [
     FigureNote("lifehistory_river", "lifehistory", "Alive lineages at each checkpoint, stacked by birth cohort, "
                "the carriers at the bottom. Open a lineage in the feature browser below.",
                "The paper's picture holds if early cohorts persist (a thick base) while late cohorts are thin."),
-    FigureNote("lifehistory_scaffold", "lifehistory", "The carrier scaffold: carriers and the features they "
-               "reach in the co-activation hierarchy. Open a carrier in the feature browser below.",
-               "Holds if a few early-stable carriers reach most active features (paper: 64% recruitment)."),
+    FigureNote("lifehistory_carriers", "lifehistory", "Persistent lineages ranked by reach in the co-activation "
+               "hierarchy, with the knee that selects the carriers. Open a carrier in the feature browser below.",
+               "Holds if a few early-stable carriers reach most active features (paper: 64% recruitment), "
+               "well above random persistent sets of the same size."),
+    FigureNote("lifehistory_sensitivity", "lifehistory", "Hierarchy edges, carriers and recruitment over the "
+               "hierarchy's thresholds (τ_in × activity threshold); the default is marked.",
+               "A finding should not hinge on one threshold: the headline should hold across a band of them."),
+    FigureNote("lifehistory_precedence", "lifehistory", "Per lineage, checkpoints between the first match of its "
+               "firing and the first match of its decoder direction to its final feature.",
+               "Function precedes direction if most lags are positive (sign test against 0.5)."),
     FigureNote("lifehistory_survival", "lifehistory", "Kaplan-Meier survival of lineages: the share still "
                "alive after a number of checkpoints, by group.",
                "Holds if carriers survive longer than other lineages born at the same time."),
     FigureNote("lifehistory_turnover", "lifehistory", "Lineage events (born, died, transformed, split, merged) "
-               "per training step at each transition, on log axes.",
-               "Holds if turnover is far higher early than late (paper: about 40 times)."),
+               "per training step at each transition, on log axes, with the band checkpoint spacing alone would give.",
+               "Holds if early turnover exceeds the spacing null, not merely the raw 40× (spacing alone gives "
+               "tens to hundreds on log-spaced grids)."),
     FigureNote("lifehistory_ablation", "lifehistory", "Loss increase from removing all carriers at every layer "
                "at once, against count-matched random populations (histogram).",
                "Holds if the carriers' loss increase lies far in the right tail of the controls (large z)."),

@@ -47,8 +47,10 @@ class SeriesConfig(BaseModel):
     n_heads: int = Field(4, ge=1)
     d_mlp: int = Field(512, ge=1)
     rotary_pct: float = Field(0.25, gt=0.0, le=1.0, description="share of each head's dims rotated")
-    tie_embeddings: bool = Field(False, description="share the input embedding and the unembedding "
-                                 "(GPT-2 style; Pythia unties them)")
+    tie_embeddings: bool = Field(True, description="share the input embedding and the unembedding "
+                                 "(GPT-2 style; Pythia unties them). Tied, copying a token is W_E^T W_OV W_E "
+                                 "for every token at once; untied, each token's unembedding must be learnt "
+                                 "to align with its embedding (docs/series.md, recipe experiments)")
     context: int = Field(64, ge=8, description="tokens per training row")
     batch_size: int = Field(16, ge=1, description="natural-text rows per step")
     synthetic_rows: int = Field(48, ge=0, description="synthetic repeated-span rows per step")
@@ -63,7 +65,7 @@ class SeriesConfig(BaseModel):
     log_until: int = Field(64, ge=0, description="checkpoints at 0, 1, 2, 4, ... up to this step")
     eval_windows: int = Field(16, ge=1, description="eval windows per document kind")
     induction_seqs: int = Field(32, ge=1, description="repeated sequences per induction period")
-    long_periods: tuple[int, ...] = Field((16, 24), description="untrained periods above max_period, "
+    long_periods: tuple[int, ...] = Field((20, 32), description="untrained periods above max_period, "
                                           "scored in the natural context (longer than synthetic rows)")
 
     @classmethod

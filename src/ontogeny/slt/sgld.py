@@ -33,13 +33,14 @@ BatchFn = Callable[[int], Any]  # step index -> minibatch (the same for every ch
 class SGLDConfig(BaseModel):
     """SGLD hyperparameters (names as in Baker et al. 2025 / devinterp: ε = lr, nβ, γ = localization).
 
-    Defaults are the calibrated ones for ontogeny's language models (see docs/slt.md); `slt.calibrate`
-    chooses ε and γ for any other model and data.
+    Defaults: nβ = n/ln n, and ε scaled so that ε·nβ matches Baker et al.'s (1e-3 × 30) on the default LLC
+    token set; not calibrated on a language model here. `slt.calibrate` chooses ε and γ for a model and data.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = Field(1e-3, gt=0, description="step size ε")
+    lr: float = Field(3e-5, gt=0, description="step size ε; the default keeps ε·nβ ≈ 0.03, the paper's 1e-3 × 30, "
+                      "at nβ = n/ln n ≈ 900 (128 sequences × 63 tokens); choose it with slt.calibrate")
     n_beta: float | None = Field(None, gt=0, description="inverse temperature times sample size, nβ; None: "
                                  "n/ln n (Watanabe's WBIC temperature, devinterp's default_nbeta) with n the "
                                  "number of samples the loss averages over (predicted tokens for a language model)")
