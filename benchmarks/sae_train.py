@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--ttq-rules", default="topk,batchtopk")
     ap.add_argument("--quick", action="store_true", help="small shapes (d_in 128, d_sae 1024, batch 1024)")
     ap.add_argument("--ttq-order", default="ABBA", choices=["ABBA", "AB"], help="time-to-quality run order")
+    ap.add_argument("--ttq-fvu", type=float, default=0.1, help="time to quality: FVU target")
+    ap.add_argument("--ttq-mmcs", type=float, default=0.9, help="time to quality: MMCS target")
     ap.add_argument("--out", default=str(HERE / "results" / "sae_train.json"))
     a = ap.parse_args()
     shape = ["--d-in", "128", "--d-sae", "1024", "--batch", "1024"] if a.quick else \
@@ -107,10 +109,11 @@ def main() -> None:
 
     def ttq_rows() -> None:
         ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
-                    "--n-features", "512", "--threads", "1"]
+                    "--n-features", "512", "--threads", "1", "--target-fvu", str(a.ttq_fvu),
+                    "--target-mmcs", str(a.ttq_mmcs)]
         for rule in filter(None, a.ttq_rules.split(",")):
             runs = abba(pythons, [*ttq_args, "--rule", rule], 1, a.ttq_order)
-            row = {"rule": rule, "targets": {"fvu": 0.1, "mmcs": 0.9}}
+            row = {"rule": rule, "targets": {"fvu": a.ttq_fvu, "mmcs": a.ttq_mmcs}}
             for impl, rs in runs.items():
                 times = [r["train_s"] for r in rs if r["train_s"] is not None]
                 row[impl] = {"train_s": round(statistics.median(times), 2) if times else "not reached",

@@ -75,10 +75,16 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
                          f"largest change point (Δ {fmt(e.get('delta'))}, abrupt: {fmt(e.get('abrupt'))})"))
     cc = res("crosscoder")
     if cc.get("reldec_classes"):
-        rows.append(("crosscoder", "crosscoder RelDec classes",
+        rows.append(("crosscoder", "crosscoder presence classes",
                      fmt([f"{k}: {v}" for k, v in sorted(cc["reldec_classes"].items())]),
-                     f"latents per class over checkpoints {fmt(cc.get('steps'))} "
-                     "(RelDec > 0.7 emerging, < 0.3 discontinued, else shared)"))
+                     f"alive latents by the checkpoints their decoder norm is material in (norm / max ≥ "
+                     f"{fmt(cc.get('presence_tau'))}) over checkpoints {fmt(cc.get('steps'))}"))
+    for task, t in sorted((cc.get("tasks") or {}).items()):
+        if isinstance(t, dict) and t.get("relie_classes"):
+            rows.append(("crosscoder", f"RelIE classes: {task}",
+                         fmt([f"{k}: {v}" for k, v in sorted(t["relie_classes"].items())]),
+                         f"latents by where their indirect effect on {task} lies; 'no effect': total |IE| below "
+                         f"the random-direction noise floor {fmt(t.get('noise_floor'))}"))
     for i, row in enumerate(res("susceptibility").get("separation", [])[:2]):
         n_ind = row.get("n_induction_heads")
         gap = fmt(row.get("standardised_gap"), "not measured (no head passes the threshold)" if not n_ind else MISSING)

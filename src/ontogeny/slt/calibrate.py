@@ -7,9 +7,10 @@ another. The procedure (a PROPOSAL built from the criteria practitioners read of
 
 1. run a short SGLD at every (γ, ε) of a grid, with MALA acceptance on;
 2. a grid point *passes* when no chain diverged (relative to its stationary spread), MALA acceptance
-   ≥ `min_acceptance`, the detected burn-in is not at its limit (the trace settled), the estimate's
-   first/second-half difference and its between-chain std are within `half_tol`·|λ̂|, no chain's
-   estimate is negative and at most `max_below_frac` of the draws lie below L(w*);
+   ≥ `min_acceptance`, the detected burn-in is not at its limit (the trace settled), the standard error
+   of λ̂ over chains is within `half_tol`·|λ̂|, the first/second-half difference is within `half_tol`·|λ̂|
+   or within noise (4 standard errors), no chain's estimate is negative and at most `max_below_frac` of
+   the draws lie below L(w*);
 3. γ: the *smallest* γ with at least two passing ε (γ only confines; a larger γ can only lower λ̂);
 4. ε: within that γ, walk the passing ε from small to large over adjacent pairs whose λ̂ agree within
    `plateau_tol` (the plateau) and take the *smaller* ε of the last agreeing pair: the largest step that
@@ -78,10 +79,12 @@ def score_point(res: LLCResult, cal: CalibrationConfig) -> tuple[bool, str]:
         fails.append(f"MALA acceptance {res.mala_acceptance:.3f} < {cal.min_acceptance:g}")
     if any("burn-in at its limit" in w for w in res.warnings):
         fails.append("trace still moving (burn-in at its limit)")
-    if abs(res.half_diff) > cal.half_tol * max(abs(res.llc_mean), 1e-12):
-        fails.append(f"half difference {res.half_diff:.3g} > {cal.half_tol:.0%} of λ̂")
-    if res.llc_std > cal.half_tol * max(abs(res.llc_mean), 1e-12):
-        fails.append(f"between-chain std {res.llc_std:.3g} > {cal.half_tol:.0%} of λ̂")
+    scale = cal.half_tol * max(abs(res.llc_mean), 1e-12)
+    se = res.llc_std / max(len(res.llc_per_chain) - 1, 1) ** 0.5  # standard error of λ̂ over chains
+    if abs(res.half_diff) > scale and abs(res.half_diff) > 2 * 2 * se:  # beyond tolerance and beyond noise
+        fails.append(f"half difference {res.half_diff:.3g} > {cal.half_tol:.0%} of λ̂ and > 4 standard errors")
+    if se > scale:
+        fails.append(f"standard error over chains {se:.3g} > {cal.half_tol:.0%} of λ̂")
     if min(res.llc_per_chain) < 0:
         fails.append("negative chain estimate")
     if res.below_init_frac > cal.max_below_frac:

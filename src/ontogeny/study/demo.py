@@ -22,10 +22,10 @@ def demo_config() -> StudyConfig:
         # A small crosscoder (the library default is d_sae 512, 2000 steps of 1024 tokens, 64 pairs per task).
         "crosscoder": {"d_sae": 256, "n_steps": 600, "batch_size": 512, "n_pairs": 32},
         # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting.
-        # n_beta 30 as before (the library's default became n / ln n).
+        # ε 1e-3 and nβ 30 as before (the library's defaults became 3e-5 and n / ln n).
         "llc": {"every": 4, "n_seqs": 128, "ctx": 64,
-                "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "n_beta": 30.0}},
-        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "n_beta": 30.0}},
+                "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "lr": 1e-3, "n_beta": 30.0}},
+        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "lr": 1e-3, "n_beta": 30.0}},
     })
 
 
@@ -44,8 +44,8 @@ def tiny_config() -> StudyConfig:
                                    "phase": {"early_frac": 0.1}, "scaffold": {"min_reach": 0}}},
         "crosscoder": {"d_sae": 32, "n_steps": 20, "batch_size": 64, "n_pairs": 4},
         "llc": {"steps": [0, 40], "n_seqs": 16, "ctx": 32,
-                "sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4, "n_beta": 30.0}},
-        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4, "n_beta": 30.0},
+                "sgld": {"num_draws": 5, "num_chains": 2, "batch_size": 4, "lr": 1e-3, "n_beta": 30.0}},
+        "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4, "lr": 1e-3, "n_beta": 30.0},
                            "n_probe_seqs": 2, "n_base_seqs": 2, "ctx": 32, "probe_kinds": ["prose", "synthetic"]},
         "capabilities": {"config": {"n_prompts": 4, "rep_len": 6}},
     })
