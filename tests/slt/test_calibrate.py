@@ -148,10 +148,12 @@ def test_calibration_on_a_small_deep_linear_network_lands_near_aoyagi():
 
     task = make_dln_task([3, 2, 3], rank=1, n=2000, seed=3, teacher="conditioned")
     params = {k: v.detach() for k, v in task.model.named_parameters()}
-    base = SGLDConfig(batch_size=500, num_chains=4, num_draws=300)
-    cal = CalibrationConfig(lrs=[3e-4, 1e-3, 3e-3], gammas=[1.0, 100.0], num_draws=300)
+    base = SGLDConfig(batch_size=500, num_chains=4, num_draws=600)
+    cal = CalibrationConfig(lrs=[3e-4, 1e-3, 3e-3], gammas=[1.0, 100.0], num_draws=600)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = calibrate(task.loss_fn, params, shuffled_batches((task.x_ND, task.y_NO), 500, 0), base, cal)
     assert task.lam == pytest.approx(3.5)
+    # measured: γ 1, ε 3e-4 chosen, λ̂ = 3.02 (−14%); ε = 1e-3 gives 3.93 (+12%): the estimate still moves
+    # with ε on this network (no plateau), which is why the tolerance is the benchmark's 15%
     assert result.estimate.llc_mean == pytest.approx(task.lam, rel=0.15), result.rows

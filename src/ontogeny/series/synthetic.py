@@ -32,12 +32,12 @@ class SyntheticConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_period: int = Field(3, ge=2, description="shortest repeated span in training")
-    max_period: int = Field(16, ge=2, description="longest repeated span in training")
-    heldout_periods: tuple[int, ...] = Field((7, 11), description="periods kept out of training")
+    max_period: int = Field(12, ge=2, description="longest repeated span in training")
+    heldout_periods: tuple[int, ...] = Field((5, 9), description="periods kept out of training")
     min_repeats: int = Field(2, ge=2, description="fewest copies of the span in one sequence")
     max_repeats: int = Field(16, ge=2, description="most copies of the span (capped by what fits)")
     pool: Literal["vocab", "alphabet"] = Field(
-        "vocab", description="tokens the training spans and their background are drawn from: every "
+        "alphabet", description="tokens the training spans and their background are drawn from: every "
         "non-special token ('vocab'), or the single-token common prose words ('alphabet')")
 
     @model_validator(mode="after")

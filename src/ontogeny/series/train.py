@@ -47,7 +47,7 @@ class SeriesConfig(BaseModel):
     n_heads: int = Field(4, ge=1)
     d_mlp: int = Field(512, ge=1)
     rotary_pct: float = Field(0.25, gt=0.0, le=1.0, description="share of each head's dims rotated")
-    tie_embeddings: bool = Field(True, description="share the input embedding and the unembedding "
+    tie_embeddings: bool = Field(False, description="share the input embedding and the unembedding "
                                  "(GPT-2 style; Pythia unties them). Tied, copying a token is W_E^T W_OV W_E "
                                  "for every token at once; untied, each token's unembedding must be learnt "
                                  "to align with its embedding (docs/series.md, recipe experiments)")
