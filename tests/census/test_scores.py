@@ -76,7 +76,8 @@ def test_uniform_attention_has_the_analytic_scores():
     q = list(second_copy())
     assert scores.induction_score(A, P, O).item() == pytest.approx(sum(1 / (t + 1) for t in q) / len(q))
     # duplicate keys: exactly one per second-copy query (distinct tokens), so the same mass
-    assert scores.duplicate_token_score(A, tokens()).item() == pytest.approx(sum(1 / (t + 1) for t in q) / len(q))
+    expected_dup = sum(1 / (t + 1) for t in q) / len(q)
+    assert scores.duplicate_token_score(A, tokens()).item() == pytest.approx(expected_dup)
 
 
 def test_masked_mass_counts_only_queries_with_keys_and_per_head():

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from ontogeny.census.heads import CensusConfig, best_head, census_checkpoint, head_means, named_heads, scores_LH
+from ontogeny.census.heads import (CensusConfig, best_head, census_checkpoint, head_means, named_heads,
+                                   scores_LH)
 
 V, CTX = 24, 32
 CFG = CensusConfig(periods=(5, 10), offsets=(0, 3), n_seqs=32, seed=1)
@@ -92,11 +93,13 @@ def test_census_tables_and_figure_round_trip(models, tmp_path):
     from ontogeny.store.tables import read_table
 
     _, model = models
-    heads, copies = census_checkpoint(model, torch.arange(V), CFG.model_copy(update={"ablate": False}), step=8)
+    cfg = CFG.model_copy(update={"ablate": False})
+    heads, copies = census_checkpoint(model, torch.arange(V), cfg, step=8)
     paths = write_census(heads, copies, tmp_path / "tables", tmp_path / "figures", {"test": 1})
     back = read_table(paths["heads"])
     assert len(back) == 2 * 2 * 4 and back[0]["ablation_copy_increase"] is None  # layers x heads x probes
-    assert [r["copy_gain"] for r in read_table(paths["heads_copy"])] == pytest.approx([r["copy_gain"] for r in copies])
+    gains = [r["copy_gain"] for r in read_table(paths["heads_copy"])]
+    assert gains == pytest.approx([r["copy_gain"] for r in copies])
     fig = json.loads(paths["figure"].read_text())
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert len(fig["data"]) == 2 * 4 + 4  # two panels of 4 heads (no ablation panel) + 4 copy-gain probes

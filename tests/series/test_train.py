@@ -21,7 +21,8 @@ from ontogeny.series.data import TokenData
 from ontogeny.series.schedule import checkpoint_steps, lr_at
 from ontogeny.series.synthetic import copy_losses, induction_metrics, repeated_tokens
 from ontogeny.series.tokenizer import train_tokenizer
-from ontogeny.series.train import SeriesConfig, build_model, read_losses, read_record, train_series, training_jump
+from ontogeny.series.train import (SeriesConfig, build_model, read_losses, read_record, train_series,
+                                   training_jump)
 
 
 def test_checkpoint_schedule_is_pythia_like():
@@ -163,8 +164,8 @@ def test_batches_are_a_function_of_the_step():
     assert not torch.equal(nat, data.batch(6, 8, 6, 16)[0])
     # spans and background come from the alphabet by default (pool="alphabet"), from every token with "vocab"
     assert set(syn.flatten().tolist()) <= set(data.alphabet_ids.tolist())
-    full = TokenData.build(corpus, train_tokenizer(corpus, 512), cfg.synthetic.model_copy(update={"pool": "vocab"}),
-                           32, 4, seed=0)
+    vocab_pool = cfg.synthetic.model_copy(update={"pool": "vocab"})
+    full = TokenData.build(corpus, train_tokenizer(corpus, 512), vocab_pool, 32, 4, seed=0)
     full_syn = set(full.batch(5, 8, 6, 16)[1].flatten().tolist())
     assert full_syn <= set(full.vocab_ids.tolist()) and len(full_syn - set(full.alphabet_ids.tolist())) > 20
     stream = data.train_stream.tolist()

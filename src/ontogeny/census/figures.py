@@ -32,15 +32,18 @@ def census_figure(head_rows: Sequence[Mapping[str, Any]], copy_rows: Sequence[Ma
     comps = sorted({(r["layer"], r["head"]) for r in means})
     for i, (metric, _) in enumerate(panels, start=1):
         for layer, head in comps:
-            rs = sorted((r for r in means if (r["layer"], r["head"]) == (layer, head) and r[metric] is not None),
+            rs = sorted((r for r in means
+                         if (r["layer"], r["head"]) == (layer, head) and r[metric] is not None),
                         key=lambda r: r["step"])
             fig.add_trace(go.Scatter(x=[max(r["step"], 1) for r in rs], y=[r[metric] for r in rs],
-                                     mode="lines+markers", name=f"l{layer}h{head}", legendgroup=f"l{layer}h{head}",
+                                     mode="lines+markers", name=f"l{layer}h{head}",
+                                     legendgroup=f"l{layer}h{head}",
                                      showlegend=i == 1, line={"dash": "solid" if layer % 2 else "dot"}),
                           row=i, col=1)
     probes = sorted({(r["period"], r["offset"]) for r in copy_rows})
     for period, offset in probes:
-        rs = sorted((r for r in copy_rows if (r["period"], r["offset"]) == (period, offset)), key=lambda r: r["step"])
+        rs = sorted((r for r in copy_rows if (r["period"], r["offset"]) == (period, offset)),
+                    key=lambda r: r["step"])
         fig.add_trace(go.Scatter(x=[max(r["step"], 1) for r in rs], y=[r["copy_gain"] for r in rs],
                                  mode="lines+markers", name=f"P={period}, offset {offset}"),
                       row=len(titles), col=1)

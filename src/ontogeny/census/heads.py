@@ -51,8 +51,8 @@ class CensusConfig(BaseModel):
         """The (period, offset) pairs that fit in `context` tokens; ConfigError when none does."""
         pairs = [(p, o) for p in self.periods for o in self.offsets if o + 2 * p <= context]
         if not pairs:
-            raise ConfigError(f"census: no (period, offset) of periods={self.periods}, offsets={self.offsets} "
-                              f"fits twice in the model's context of {context} tokens")
+            raise ConfigError(f"census: no (period, offset) of periods={self.periods}, "
+                              f"offsets={self.offsets} fits twice in the model's context of {context} tokens")
         return pairs
 
 
@@ -227,7 +227,8 @@ def best_head(rows: Iterable[dict[str, Any]], metric: str, step: int | None = No
     cands = [r for r in means if r["step"] == step and (layer is None or r["layer"] == layer)
              and r[metric] is not None]
     if not cands:
-        raise ConfigError(f"census has no {metric} rows at step {step}" + (f", layer {layer}" if layer else ""))
+        where = f", layer {layer}" if layer is not None else ""
+        raise ConfigError(f"census has no {metric} rows at step {step}{where}")
     return max(cands, key=lambda r: r[metric])
 
 
@@ -238,6 +239,8 @@ def named_heads(rows: Iterable[dict[str, Any]], cfg: CensusConfig, step: int | N
     means = head_means(rows)
     step = max(r["step"] for r in means) if step is None else step
     at = [r for r in means if r["step"] == step]
-    prev = sorted((r for r in at if r["prev_token"] >= cfg.prev_token_threshold), key=lambda r: -r["prev_token"])
-    ind = sorted((r for r in at if r["induction"] >= cfg.induction_threshold), key=lambda r: -r["induction"])
+    prev = sorted((r for r in at if r["prev_token"] >= cfg.prev_token_threshold),
+                  key=lambda r: -r["prev_token"])
+    ind = sorted((r for r in at if r["induction"] >= cfg.induction_threshold),
+                 key=lambda r: -r["induction"])
     return {"previous_token": [r["component"] for r in prev], "induction": [r["component"] for r in ind]}

@@ -50,8 +50,9 @@ class PhaseConfig(_Strict):
     early_steps: int | None = Field(None, gt=0, description="early window length in training steps (overrides "
                                     "early_frac)")
     total_steps: int | None = Field(None, gt=0, description="length of training; None = last checkpoint step")
-    warmup_steps: int = Field(0, ge=0, description="learning-rate warm-up of the series (embedded default: 100); "
-                              "the after-warm-up window starts here")
+    warmup_steps: int | None = Field(None, ge=0, description="learning-rate warm-up of the series; the "
+                                     "after-warm-up window starts here. None = the series' own warm-up where "
+                                     "the study knows it (the embedded series: its `warmup`), else 0")
     headline: Literal["after_warmup", "from_start"] = Field(
         "after_warmup", description="which early window the headline turnover ratio uses (both are reported)")
 

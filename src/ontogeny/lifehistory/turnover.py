@@ -58,7 +58,7 @@ def window(steps: Sequence[int], cfg: PhaseConfig, which: str) -> tuple[float, f
         raise ConfigError(f"unknown early window {which!r}: use one of {WINDOWS}")
     total = cfg.total_steps if cfg.total_steps is not None else steps[-1]
     length = cfg.early_steps if cfg.early_steps is not None else cfg.early_frac * total
-    start = 0.0 if which == "from_start" else float(cfg.warmup_steps)
+    start = 0.0 if which == "from_start" else float(cfg.warmup_steps or 0)
     return start, start + length
 
 

@@ -99,7 +99,8 @@ def build_model(cfg: SeriesConfig, vocab_size: int):
     config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.n_layers,
                            num_attention_heads=cfg.n_heads, intermediate_size=cfg.d_mlp,
                            max_position_embeddings=cfg.context, rotary_pct=cfg.rotary_pct,
-                           use_parallel_residual=True, tie_word_embeddings=cfg.tie_embeddings, hidden_dropout=0.0,
+                           use_parallel_residual=True, tie_word_embeddings=cfg.tie_embeddings,
+                           hidden_dropout=0.0,
                            attention_dropout=0.0, bos_token_id=0, eos_token_id=0)
     torch.manual_seed(cfg.seed)
     return GPTNeoXForCausalLM(config)

@@ -15,9 +15,9 @@ def demo_config() -> StudyConfig:
         "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "batch_size": 512, "epochs": 4,
                          "threshold_start_step": 16,
                          "train": {"normalize": "expected_average_only_in", "dead_tokens": 16384}},
-        # The default hierarchy threshold leaves this small model's carriers without children (min_reach=1
-        # finds none); the demo counts every onset-to-end stable lineage as a carrier candidate.
-        "lifehistory": {"config": {"scaffold": {"min_reach": 0}, "match": {"n_null": 5},
+        # Default scaffold (no override). The early window is 300 steps after the series' 100-step warm-up
+        # (the paper's "first 1%" would be 16 steps here, which holds no transition after warm-up).
+        "lifehistory": {"config": {"phase": {"early_steps": 300}, "match": {"n_null": 5},
                                    "ablation": {"n_single": 20}}},
         # A small crosscoder (the library default is d_sae 512, 2000 steps of 1024 tokens, 64 pairs per task).
         "crosscoder": {"d_sae": 256, "n_steps": 600, "batch_size": 512, "n_pairs": 32},

@@ -203,7 +203,11 @@ def lifehistory_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, A
 
     cfg = _cfg(cfg_json)
     lh = cfg.lifehistory
-    out = run_lifehistory(Path(run_dir), lh.config, cfg.activations.sites, None, lh.max_tokens, lh.ablate,
+    lh_cfg = lh.config
+    if lh_cfg.phase.warmup_steps is None and cfg.series.source == "embedded":  # the study knows the warm-up
+        lh_cfg = lh_cfg.model_copy(update={"phase": lh_cfg.phase.model_copy(
+            update={"warmup_steps": cfg.series.train.warmup})})
+    out = run_lifehistory(Path(run_dir), lh_cfg, cfg.activations.sites, None, lh.max_tokens, lh.ablate,
                           lh.ablation_seqs)
     return {k: v for k, v in out.items() if k not in ("files", "provenance")}
 
