@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ontogeny.causal.attribution import IGConfig
 from ontogeny.causal.tasks import TASKS
 from ontogeny.crosscoding.presence import DEFAULT_TAUS
+from ontogeny.dictionaries.config import RuleName
 from ontogeny.errors import ConfigError
 
 
@@ -21,7 +22,8 @@ class CrosscodeConfig(BaseModel):
     steps: list[int] = Field(..., min_length=2, description="checkpoints stacked into the crosscoder, in order")
     site: str = Field("blocks.1.hook_resid_pre", description="hook site (the authors read resid_pre)")
     d_sae: int = Field(512, gt=0, description="number of shared latents F")
-    rule: Literal["relu", "batchtopk"] = Field("relu", description="relu (+L1, the paper's) or batchtopk")
+    rule: RuleName = Field("relu", description="activation rule from the dictionary registry: relu (+L1, the "
+                           "paper's), batchtopk, or any other registered rule (its other fields at their defaults)")
     l1_coefficient: float = Field(2.0, ge=0, description="relu: lambda of the decoder-norm-weighted L1")
     k: int = Field(32, gt=0, description="batchtopk: mean active latents per token")
     n_steps: int = Field(2000, gt=0, description="training steps")

@@ -27,6 +27,7 @@ from ontogeny.crosscoding.tables import ratio_columns, to_rows
 from ontogeny.dictionaries.crosscoder import CrossCoder, CrossCoderConfig, encode_in_chunks, fit_crosscoder
 from ontogeny.dictionaries.train import TrainConfig
 from ontogeny.errors import ConfigError
+from ontogeny.dictionaries.rules import RULES
 from ontogeny.store import layout
 from ontogeny.store.run import config_hash, provenance
 from ontogeny.store.tables import write_table
@@ -155,7 +156,7 @@ def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series=None,
     norms_FK = cc.normalised_decoder_norms().detach().numpy()
     tables["crosscoder_presence_sensitivity"] = sensitivity(norms_FK[alive_F], cfg.names, cfg.tau_grid)
     sparsity = sparsity_diagnose(cc, acts_NKD, codes_NF, min_cos=cfg.duplicate_cos, tau=cfg.presence_tau)
-    tables["crosscoder_sparsity"] = [{"rule": cfg.rule, "k": cfg.k if cfg.rule == "batchtopk" else "not used",
+    tables["crosscoder_sparsity"] = [{"rule": cfg.rule, "k": cfg.k if RULES[cfg.rule].reads("k") else "not used",
                                       **sparsity.row()}]
     summary: dict[str, Any] = {"tasks": {}}
     selected: set[int] = set()

@@ -62,6 +62,7 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
         rows.append(("series", "induction emerges (training log)", f"step {s['induction_jump_step']}",
                      "largest change point of the series' induction score (loss on a span's first copy minus "
                      f"its repeat; {fmt(s.get('induction_final'))} nats at the end)"))
+    rows += census_headlines(res("census"))
     lh = res("lifehistory")
     if lh:
         rows += lifehistory_headlines(lh)
@@ -133,4 +134,30 @@ def lifehistory_headlines(lh: dict[str, Any]) -> list[tuple[str, str, str, str]]
         rows.append((sec, "carrier joint ablation", MISSING, str(abl["error"])))
     for note in lh.get("notes") or []:
         rows.append((sec, "note", "—", str(note)))
+    return rows
+
+
+def census_headlines(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The head census at the last checkpoint: the circuit, the head, its score against the threshold, and
+    the held-out copy gain; when no head passes, the sentence says so."""
+    if not c.get("best_induction_head"):
+        return []
+    named = c.get("named_heads") or {}
+    gains = c.get("copy_gain_by_period") or {}
+    rows = []
+    for kind, label, key, thr in (("previous_token", "previous-token head", "best_prev_token", "prev_token_threshold"),
+                                  ("induction", "induction head (attention to i−P+1)", "best_induction",
+                                   "induction_threshold")):
+        passed = named.get(kind) or []
+        verdict = (f"{len(passed)} head(s) pass: {', '.join(passed)}" if passed
+                   else f"no head reaches {fmt(c.get(thr))}: this series has no classic {label} at this scale")
+        rows.append(("capabilities", f"best {label}", f"{c.get(key + '_head')}: {fmt(c.get(key))}",
+                     f"census at step {fmt(c.get('census_step'))} on whole-vocabulary random spans at held-out "
+                     f"periods; {verdict}"))
+    shifts = c.get("best_induction_shift_by_period") or {}
+    rows.append(("capabilities", "copy gain on whole-vocabulary spans",
+                 fmt([f"P={p}: {fmt(g)}" for p, g in sorted(gains.items(), key=lambda kv: int(kv[0]))]),
+                 "loss on a span's first copy minus its repeat (nats), per period; the best induction "
+                 "head's attention shift per period (0 = classic i−P+1): "
+                 + fmt([f"P={p}: {v}" for p, v in sorted(shifts.items(), key=lambda kv: int(kv[0]))])))
     return rows

@@ -41,6 +41,10 @@ NOTES = [
                "its largest change point marked.",
                "Emergence holds for a probe whose jump is abrupt (most of its change within a few checkpoints) "
                "rather than a gradual rise."),
+    FigureNote("heads", "capabilities", "The head census: each head's previous-token, induction (i−P+1), "
+               "duplicate-token and prefix-matching score over checkpoints, on whole-vocabulary random spans.",
+               "A classic circuit forms if a layer-0 head's previous-token score and a later head's induction score "
+               "rise abruptly past 0.3 at the step the copy loss drops."),
     FigureNote("lifehistory_river", "lifehistory", "Alive lineages at each checkpoint, stacked by birth cohort, "
                "the carriers at the bottom. Open a lineage in the feature browser below.",
                "The paper's picture holds if early cohorts persist (a thick base) while late cohorts are thin."),

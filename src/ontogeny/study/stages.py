@@ -289,7 +289,25 @@ def census_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any
     heads, copies = census_series(study_series(run_dir, cfg, steps), census)
     write_census(heads, copies, layout.tables_dir(run_dir), layout.figures_dir(run_dir),
                  provenance(census.model_dump(mode="json")))
-    return {"steps": steps, "rows": len(heads)}
+    return {"steps": steps, "rows": len(heads), **census_headline(heads, copies, census)}
+
+
+def census_headline(heads: list[dict], copies: list[dict], census) -> dict[str, Any]:
+    """At the last checkpoint: the best previous-token head of layer 0, the best induction head of the last
+    layer, the heads passing the census thresholds, and the copy gain (first - second copy loss) per period."""
+    from ontogeny.census.heads import best_head, named_heads
+
+    last = max(r["step"] for r in heads)
+    n_layers = 1 + max(r["layer"] for r in heads)
+    prev = best_head(heads, "prev_token", step=last, layer=0)
+    ind = best_head(heads, "induction", step=last, layer=n_layers - 1)
+    gains = {str(r["period"]): r["copy_gain"] for r in copies if r["step"] == last and r["offset"] == 0}
+    return {"census_step": last, "best_prev_token_head": prev["component"], "best_prev_token": prev["prev_token"],
+            "best_induction_head": ind["component"], "best_induction": ind["induction"],
+            "best_induction_shift_by_period": {k[len("best_shift_p"):]: v for k, v in ind.items()
+                                           if k.startswith("best_shift_p")}, "named_heads": named_heads(heads, census, step=last),
+            "copy_gain_by_period": gains, "prev_token_threshold": census.prev_token_threshold,
+            "induction_threshold": census.induction_threshold}
 
 
 def capabilities_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any]:
