@@ -48,5 +48,16 @@ $(PEERS_VENV)/.installed:
 	$(PEERS_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(SAE_LENS_SPEC)"
 	touch $@
 
-bench-peers: install $(PEERS_VENV)/.installed
+# devinterp in its own environment (its pinned dependencies differ from sae-lens's).
+DEVINTERP_VENV ?= .venv-peers-devinterp
+DEVINTERP_SPEC ?= devinterp==2.0.1
+$(DEVINTERP_VENV)/.installed:
+	$(PYTHON) -m venv $(DEVINTERP_VENV)
+	$(DEVINTERP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DEVINTERP_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(DEVINTERP_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(DEVINTERP_SPEC)" datasets
+	touch $@
+
+bench-peers: install $(PEERS_VENV)/.installed $(DEVINTERP_VENV)/.installed
 	$(PY) benchmarks/sae_train.py --peer-python $(PEERS_VENV)/bin/python
+	$(PY) benchmarks/llc_dln.py --peer-python $(DEVINTERP_VENV)/bin/python

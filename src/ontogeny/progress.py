@@ -23,6 +23,7 @@ the library see it too.
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
 import threading
 import time
@@ -293,9 +294,15 @@ def use(reporter: Reporter) -> Iterator[Reporter]:
         reporter.close()
 
 
-def for_stream(stream: TextIO | None = None, quiet: bool = False, heartbeat_s: float = 30.0) -> Reporter:
-    """The CLI's choice: nothing when quiet, rich bars on a terminal, plain lines otherwise."""
+def for_stream(stream: TextIO | None = None, quiet: bool = False, heartbeat_s: float | None = None) -> Reporter:
+    """The CLI's choice: nothing when quiet, rich bars on a terminal, plain lines otherwise.
+
+    Off a terminal a heartbeat line comes at least every `heartbeat_s` seconds (default: the
+    `ONTOGENY_HEARTBEAT_S` environment variable, else 30).
+    """
     stream = stream if stream is not None else sys.stderr
+    if heartbeat_s is None:
+        heartbeat_s = float(os.environ.get("ONTOGENY_HEARTBEAT_S", "30"))
     if quiet:
         return Reporter()
     if getattr(stream, "isatty", lambda: False)():
