@@ -2,21 +2,25 @@
 
 `make bench-peers` builds `.venv-peers` (sae-lens from PyPI over the same CPU torch) and runs this script.
 Each run is a fresh process (`benchmarks/peers/sae_worker.py`) under the main venv (ontogeny) or the peer
-venv (SAELens), with `torch.set_num_threads(T)`, on identical planted data (same seed, same torch). For
-every (threads, rule, regime) the order is ontogeny, SAELens, SAELens, ontogeny per round, so a change
-of load on a shared machine hits both alike; medians are reported, and the ratio ontogeny / SAELens.
+venv (SAELens), with `torch.set_num_threads(T)`, on identical planted data (same seed, same torch). Per
+(shape, threads) and round the order is ontogeny, SAELens, SAELens, ontogeny, and every process times all
+(rule, regime) configurations in the same order, so a change of load on a shared machine hits both alike.
+Ratios are formed per A/B pair (1st with 2nd run, 4th with 3rd) and their median is reported, for wall
+time (tokens/s) and for CPU time of the process (less sensitive to other jobs, but at 2 threads it sums
+both threads' time).
 
-- throughput: d_in 512, d_sae 4096, k 32, batch 4096, fp32. Regimes: `sparse` (relu/jumprelu set to a
-  trained SAE's L0 ~ k; topk kinds are always k-sparse) and `dense` (relu/jumprelu at initialisation).
-  Fraction of peak = 6 B D F FLOPs per step (forward + backward of the two B x D x F products, dense
-  count) / step time / the best fp32 matmul rate of the [B, D] @ [D, F] product measured by the same
-  process. (The old version counted 12 D F per token against a reference's 6 B D F per step: 2x off.)
+- throughput: shapes `--shapes` (d_in x d_sae x batch; default 128x1024x1024 and 512x4096x4096), k 32,
+  fp32. Regimes: `sparse` (relu/jumprelu set to a trained SAE's L0 ~ k; topk kinds are always k-sparse)
+  and `dense` (relu/jumprelu at initialisation). Fraction of peak = 6 B D F FLOPs per step (forward +
+  backward of the two B x D x F products, dense count) / step time / the best fp32 matmul rate of the
+  [B, D] @ [D, F] product measured by the same process.
 - time to quality: planted superposition (d_in 128, 512 features, 8 active, noise 0.01), d_sae 1024,
-  batch 1024, lr 4e-3 for both; wall time of the optimiser steps (evaluation excluded) until FVU <= 0.1
-  and MMCS >= 0.9 on 4,096 held-out tokens, checked every 25 steps.
+  batch 1024, lr 4e-3 for both; wall time of the optimiser steps (evaluation excluded) until FVU <= target
+  and MMCS >= target on 4,096 held-out tokens, checked every 25 steps.
 
 usage: python benchmarks/sae_train.py [--peer-python .venv-peers/bin/python] [--threads 1,2] [--rounds 1]
-       [--rules topk,batchtopk,jumprelu,relu] [--ttq-rules topk,batchtopk] [--quick]
+       [--shapes 128x1024x1024,512x4096x4096] [--rules topk,batchtopk,jumprelu,relu]
+       [--ttq-rules topk,batchtopk] [--ttq-fvu 0.1] [--ttq-mmcs 0.9]
 """
 
 from __future__ import annotations
@@ -61,75 +65,100 @@ def abba(pythons: dict[str, str], args: list[str], rounds: int, order: str = "AB
     return res
 
 
+def pair_ratios(a_runs: list[float], b_runs: list[float], higher_is_better: bool) -> list[float]:
+    """Ratios (ontogeny over SAELens, > 1 = ontogeny faster) of the runs paired in A, B, B, A order."""
+    return [(a / b if higher_is_better else b / a) for a, b in zip(a_runs, b_runs, strict=False)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peer-python", default=str(DEFAULT_PEER))
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=1, help="A/B/B/A rounds per configuration")
+    ap.add_argument("--shapes", default="128x1024x1024,512x4096x4096", help="d_in x d_sae x batch, comma list")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration and run")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     ap.add_argument("--rules", default="topk,batchtopk,jumprelu,relu")
     ap.add_argument("--ttq-rules", default="topk,batchtopk")
-    ap.add_argument("--quick", action="store_true", help="small shapes (d_in 128, d_sae 1024, batch 1024)")
     ap.add_argument("--ttq-order", default="ABBA", choices=["ABBA", "AB"], help="time-to-quality run order")
     ap.add_argument("--ttq-fvu", type=float, default=0.1, help="time to quality: FVU target")
     ap.add_argument("--ttq-mmcs", type=float, default=0.9, help="time to quality: MMCS target")
+    ap.add_argument("--ttq-max-steps", type=int, default=2000)
     ap.add_argument("--out", default=str(HERE / "results" / "sae_train.json"))
     a = ap.parse_args()
-    shape = ["--d-in", "128", "--d-sae", "1024", "--batch", "1024"] if a.quick else \
-        ["--d-in", "512", "--d-sae", "4096", "--batch", "4096"]
-    D, F, B = (int(shape[i]) for i in (1, 3, 5))
     pythons = {"ontogeny": sys.executable}
     why = peer_status(a.peer_python)
     if why is None:
         pythons["saelens"] = a.peer_python
+    configs = [f"{r}:{g}" for r in filter(None, a.rules.split(","))
+               for g in (["sparse", "dense"] if r in ("relu", "jumprelu") else ["sparse"])]
     result: dict = {"benchmark": "sae_train_side_by_side", "saelens": why or "installed",
                     "command": " ".join(sys.argv),
-                    "config": {"d_in": D, "d_sae": F, "batch": B, "k": 32, "rounds": a.rounds,
-                               "order": "ontogeny, saelens, saelens, ontogeny"},
-                    "flops_per_step": 6 * B * D * F, "throughput": [], "time_to_quality": []}
+                    "config": {"k": 32, "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup,
+                               "order": "ontogeny, saelens, saelens, ontogeny",
+                               "ratios": "median over A/B pairs of ontogeny / SAELens speed"},
+                    "throughput": [], "time_to_quality": []}
+
     def save() -> None:  # after every row, so an interrupted run keeps what it measured
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(result, indent=2))
 
-    def throughput_rows(t: int) -> None:
-        for rule in filter(None, a.rules.split(",")):
-            for regime in (["sparse", "dense"] if rule in ("relu", "jumprelu") else ["sparse"]):
-                runs = abba(pythons, [*shape, "--rule", rule, "--regime", regime, "--threads", str(t)], a.rounds)
-                row: dict = {"threads": t, "rule": rule, "regime": regime}
-                for impl, rs in runs.items():
-                    tps = statistics.median(r["tokens_per_s"] for r in rs)
-                    frac = statistics.median(6 * B * D * F / r["step_s"] / r["matmul_peak_flops"] for r in rs)
-                    row[impl] = {"tokens_per_s": round(tps, 1), "fraction_of_peak": round(frac, 3),
-                                 "l0": round(statistics.median(r["l0"] for r in rs), 1), "runs": len(rs)}
-                if "saelens" in row:
-                    row["ratio_tokens_per_s"] = round(row["ontogeny"]["tokens_per_s"] /
-                                                      row["saelens"]["tokens_per_s"], 2)
-                result["throughput"].append(row)
-                save()
-                print(json.dumps(row), file=sys.stderr)
+    def throughput_rows(shape: str, t: int) -> None:
+        D, F, B = (int(v) for v in shape.split("x"))
+        args = ["--d-in", str(D), "--d-sae", str(F), "--batch", str(B), "--configs", ",".join(configs),
+                "--threads", str(t), "--steps", str(a.steps), "--warmup", str(a.warmup)]
+        runs = abba(pythons, args, a.rounds)
+        for i, cfg in enumerate(configs):
+            rule, regime = cfg.split(":")
+            row: dict = {"d_in": D, "d_sae": F, "batch": B, "threads": t, "rule": rule, "regime": regime}
+            per = {impl: [r["rows"][i] for r in rs] for impl, rs in runs.items()}
+            for impl, rs in per.items():
+                row[impl] = {"tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in rs), 1),
+                             "cpu_step_s": round(statistics.median(r["cpu_step_s"] for r in rs), 5),
+                             "fraction_of_peak": round(statistics.median(
+                                 6 * B * D * F / r["step_s"] / r["matmul_peak_flops"] for r in rs), 3),
+                             "l0": round(statistics.median(r["l0"] for r in rs), 1), "runs": len(rs)}
+            if "saelens" in per:
+                wall = pair_ratios([r["tokens_per_s"] for r in per["ontogeny"]],
+                                   [r["tokens_per_s"] for r in per["saelens"]], True)
+                cpu = pair_ratios([r["cpu_step_s"] for r in per["ontogeny"]],
+                                  [r["cpu_step_s"] for r in per["saelens"]], False)
+                row["ratio_wall"] = round(statistics.median(wall), 2)
+                row["ratio_wall_pairs"] = [round(v, 2) for v in wall]
+                row["ratio_cpu"] = round(statistics.median(cpu), 2)
+            result["throughput"].append(row)
+            print(json.dumps(row), file=sys.stderr)
+        save()
 
     def ttq_rows() -> None:
         ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
                     "--n-features", "512", "--threads", "1", "--target-fvu", str(a.ttq_fvu),
-                    "--target-mmcs", str(a.ttq_mmcs)]
+                    "--target-mmcs", str(a.ttq_mmcs), "--max-steps", str(a.ttq_max_steps)]
         for rule in filter(None, a.ttq_rules.split(",")):
             runs = abba(pythons, [*ttq_args, "--rule", rule], 1, a.ttq_order)
             row = {"rule": rule, "targets": {"fvu": a.ttq_fvu, "mmcs": a.ttq_mmcs}}
             for impl, rs in runs.items():
                 times = [r["train_s"] for r in rs if r["train_s"] is not None]
-                row[impl] = {"train_s": round(statistics.median(times), 2) if times else "not reached",
-                             "reached_at_step": [r["reached_at_step"] for r in rs],
+                row[impl] = {"train_s": [round(v, 2) for v in times] if times else "not reached",
+                             "reached_at_step": [r["reached_at_step"] or "not reached" for r in rs],
                              "final_fvu": [round(r["fvu"], 4) for r in rs],
                              "final_mmcs": [round(r["mmcs"], 4) for r in rs]}
-            if "saelens" in row and all(isinstance(row[i]["train_s"], float) for i in ("ontogeny", "saelens")):
-                row["ratio_time_to_quality"] = round(row["saelens"]["train_s"] / row["ontogeny"]["train_s"], 2)
+            if "saelens" in runs:
+                pairs = [(o["train_s"], s_["train_s"]) for o, s_ in zip(runs["ontogeny"], runs["saelens"], strict=False)]
+                if all(o is not None and s_ is not None for o, s_ in pairs):
+                    ratios = [s_ / o for o, s_ in pairs]
+                    row["ratio_time_to_quality"] = round(statistics.median(ratios), 2)
+                    row["ratio_pairs"] = [round(v, 2) for v in ratios]
+                else:
+                    row["ratio_time_to_quality"] = "not measured (a run did not reach the targets)"
             result["time_to_quality"].append(row)
             save()
             print(json.dumps(row), file=sys.stderr)
 
-    threads = [int(x) for x in a.threads.split(",")]
     ttq_rows()
-    for t in threads:
-        throughput_rows(t)
+    for shape in filter(None, a.shapes.split(",")):
+        for t in (int(x) for x in a.threads.split(",")):
+            throughput_rows(shape, t)
     save()
     print(json.dumps(result))
 

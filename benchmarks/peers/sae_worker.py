@@ -6,7 +6,8 @@ object. Both libraries see identical data: the planted generator below is plain 
 venvs hold the same CPU torch.
 
 modes:
-  throughput  median wall time of `--steps` optimiser steps on one fixed batch [B, D]; `--regime sparse`
+  throughput  median wall and CPU time of `--steps` optimiser steps on one fixed batch [B, D], for each
+              `rule:regime` of `--configs` in turn (same order for both libraries); `--regime sparse`
               sets relu/jumprelu to a trained SAE's sparsity (L0 ~ k, through the encoder bias or the
               thresholds), `dense` leaves them at initialisation. Also the best fp32 matmul rate of the
               encoder-shaped product here and now (the peak).
@@ -142,24 +143,33 @@ def sparsify_like_trained(impl, x: torch.Tensor, k: int) -> None:
     impl.set_sparse(k / W_enc.shape[1])
 
 
-def throughput(a) -> dict:
+def throughput_one(a, rule: str, regime: str) -> dict:
+    """Median wall and CPU (process) time of `a.steps` steps after `a.warmup`, one rule and regime."""
     D, F, B, k = a.d_in, a.d_sae, a.batch, a.k
     _, sample = planted(D, 2 * F, k, seed=0)
     x = sample(B, torch.Generator().manual_seed(1))
-    impl = IMPLS[a.impl](a.rule, D, F, k, lr=1e-5, coef=1e-3)
-    if a.regime == "sparse":
+    impl = IMPLS[a.impl](rule, D, F, k, lr=1e-5, coef=1e-3)
+    if regime == "sparse":
         sparsify_like_trained(impl, x, k)
     for _ in range(a.warmup):
         impl.step(x)
-    times = []
+    times, cpu = [], []
     for _ in range(a.steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         impl.step(x)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     codes, _ = impl.encode(x[:1024])
     step_s = statistics.median(times)
-    return {"tokens_per_s": B / step_s, "step_s": step_s, "l0": float((codes != 0).float().sum(1).mean()),
+    return {"rule": rule, "regime": regime, "tokens_per_s": B / step_s, "step_s": step_s,
+            "cpu_step_s": statistics.median(cpu), "l0": float((codes != 0).float().sum(1).mean()),
             "matmul_peak_flops": matmul_peak(B, D, F)}
+
+
+def throughput(a) -> dict:
+    """Every `rule:regime` of `--configs` in turn (the same order for both libraries)."""
+    configs = [c.split(":") for c in a.configs.split(",")] if a.configs else [[a.rule, a.regime]]
+    return {"rows": [throughput_one(a, rule, regime) for rule, regime in configs]}
 
 
 def time_to_quality(a) -> dict:
@@ -193,6 +203,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=["throughput", "ttq"], default="throughput")
     ap.add_argument("--rule", default="topk")
     ap.add_argument("--regime", choices=["dense", "sparse"], default="sparse")
+    ap.add_argument("--configs", default="", help="throughput: comma list of rule:regime (overrides --rule/--regime)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--d-in", type=int, default=512)
     ap.add_argument("--d-sae", type=int, default=4096)

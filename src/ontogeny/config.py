@@ -10,6 +10,7 @@ which site, enabled) are defined here. The CLI commands read the same models (`o
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -83,6 +84,28 @@ class DictionariesSection(_DictionarySpec):
     batch_size: int = Field(512, gt=0, description="cached-store training: tokens per optimisation step")
     epochs: int = Field(8, gt=0, description="cached-store training: passes over each unit's tokens")
     seed: int = Field(0, description="seed of the initialisation and the data order")
+    checkpoints: int | None = Field(None, ge=2, description="train dictionaries at a log-spaced subset of this "
+                                    "many checkpoints (the first and last always; `pick_steps`); None: at "
+                                    "every checkpoint")
+
+    def pick_steps(self, steps: list[int]) -> list[int]:
+        """The checkpoints that get dictionaries: all, or `checkpoints` of them log-spaced in (1 + step).
+
+        Targets t_i = (1 + s_first) * ((1 + s_last) / (1 + s_first))^(i / (n - 1)) - 1; each takes the
+        nearest checkpoint in log(1 + step) not already taken, so the subset keeps the series' own steps
+        (a log-spaced series such as Pythia's stays evenly covered on the log axis the analyses plot).
+        """
+        steps = sorted(steps)
+        n = self.checkpoints
+        if n is None or n >= len(steps):
+            return steps
+        logs = [math.log1p(s) for s in steps]
+        chosen: set[int] = set()
+        for i in range(n):
+            target = logs[0] + (logs[-1] - logs[0]) * i / (n - 1)
+            free = [j for j in range(len(steps)) if j not in chosen]
+            chosen.add(min(free, key=lambda j: (abs(logs[j] - target), j)))
+        return [steps[j] for j in sorted(chosen)]
 
     def dictionary_fields(self, d_in: int) -> dict[str, Any]:
         """DictionaryConfig fields for a site of width `d_in` (validated: a bad k names itself here)."""

@@ -103,3 +103,29 @@ def test_census_tables_and_figure_round_trip(models, tmp_path):
     fig = json.loads(paths["figure"].read_text())
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert len(fig["data"]) == 2 * 4 + 4  # two panels of 4 heads (no ablation panel) + 4 copy-gain probes
+
+
+class TwoStepSeries:
+    """A stand-in for a CheckpointSeries: the untrained model up to step 300, the trained one from 400."""
+
+    def __init__(self, untrained, model):
+        self.steps = [0, 100, 200, 300, 400, 500, 600]
+        self._m = {s: (untrained if s < 400 else model) for s in self.steps}
+
+    def model(self, step):
+        return self._m[step]
+
+
+def test_census_series_ablates_only_where_asked_and_dates_the_formation(models):
+    from ontogeny.census.heads import census_series, copy_gain_formation, formation
+
+    series = TwoStepSeries(*models)
+    cfg = CFG.model_copy(update={"ablate_checkpoints": 2, "n_seqs": 8})
+    heads, copies = census_series(series, cfg, pool=torch.arange(V))
+    ablated = sorted({r["step"] for r in heads if r["ablation_copy_increase"] is not None})
+    assert ablated == [300, 600]  # the last checkpoint and one evenly spaced earlier one
+    ind = formation(heads, "induction", layer=1)
+    assert (ind["from_step"], ind["step"]) == (300, 400) and ind["jump_share"] == pytest.approx(1.0)
+    assert ind["after"] > 0.35 > ind["before"]
+    gain = copy_gain_formation(copies)
+    assert (gain["from_step"], gain["step"]) == (300, 400) and gain["after"] > gain["before"] + 0.5

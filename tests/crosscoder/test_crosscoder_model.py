@@ -67,8 +67,11 @@ def test_planted_checkpoint_specific_features_get_extreme_reldec(rule):
     assert all("specific" not in labels[j] for j in shared)
 
 
-def test_penalty_is_l1_weighted_by_summed_decoder_norms():
-    cfg = CrossCoderConfig(n_sources=2, d_in=5, d_sae=7)
+@pytest.mark.parametrize("ref", [2048, None])
+def test_penalty_is_l1_weighted_by_summed_decoder_norms(ref):
+    """lambda * sqrt(d_in / l1_reference_width) (the authors' lambda = 2 is meant at width 2048), or the
+    plain lambda without a reference width."""
+    cfg = CrossCoderConfig(n_sources=2, d_in=5, d_sae=7, l1_reference_width=ref)
     cc = CrossCoder(cfg, seed=1)
     x = torch.randn(9, 2, 5)
     out = cc.training_loss(x, TrainState(sparsity_scale=0.5))
@@ -76,7 +79,8 @@ def test_penalty_is_l1_weighted_by_summed_decoder_norms():
     recon = torch.einsum("bf,fkd->bkd", codes, cc.W_dec_FKD) + cc.b_dec_KD
     mse = (x - recon).pow(2).sum((-1, -2)).mean()
     l1 = (codes * cc.W_dec_FKD.norm(dim=-1).sum(-1)).sum(-1).mean()
-    torch.testing.assert_close(out.loss, mse + 0.5 * 2.0 * l1)
+    lam = 2.0 * (5 / 2048) ** 0.5 if ref else 2.0
+    torch.testing.assert_close(out.loss, mse + 0.5 * lam * l1)
     np.testing.assert_allclose(cc.W_dec_FKD.norm(dim=-1).detach().numpy(), 0.08, rtol=1e-5)
 
 
@@ -118,6 +122,7 @@ CROSSCODER_VARIANTS = {
     "batchtopk_no_threshold": {"rule": "batchtopk", "k": 2, "threshold_start_step": 10_000},
     "batchtopk_annealed_k": {"rule": "batchtopk", "k": 2, "k_init": 16, "k_anneal_steps": 20,
                              "threshold_start_step": 10_000},
+    "batchtopk_k_search": {"rule": "batchtopk", "k": 16, "k_search_phase_steps": 4, "threshold_start_step": 0},
     "topk": {"rule": "topk", "k": 2},
     "jumprelu": {"rule": "jumprelu", "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": 0.05},
     "matryoshka_batchtopk": {"rule": "matryoshka_batchtopk", "k": 2, "matryoshka_widths": [8, 16],
@@ -143,6 +148,9 @@ def test_every_variant_saves_and_loads_to_the_same_codes(variant, tmp_path):
     assert float((codes != 0).sum(1).float().mean()) > 0
     if variant == "batchtopk_annealed_k":
         assert float((codes != 0).sum(1).float().mean()) == 2.0
+    if variant == "batchtopk_k_search":            # the searched k and its trials come back, not k = 16
+        assert cc.k_search_trials and back.k_search_trials == cc.k_search_trials
+        assert back.current_k == cc.current_k < 16
 
 
 def test_bad_input_shape_names_parameter():

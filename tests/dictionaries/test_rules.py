@@ -59,6 +59,42 @@ def test_fast_path_matches_plain_reference(rule, with_dead, rule_params):
         assert "aux" in outs[0].metrics and outs[0].metrics["aux"] > 0
 
 
+@pytest.mark.parametrize("rule", sorted(r for r in RULES if RULES[r].density_dependent))
+def test_fast_dense_regime_matches_plain_reference(rule, rule_params):
+    """The fast trainer's dense regime (`dense_codes_and_penalty`: relu's one-reduction penalty, jumprelu's
+    fused codes + L0) gives the reference's loss and gradients, threshold gradient included."""
+    fast, plain = _pair(rule, rule_params[rule]["small"])
+    fast.cfg = fast.cfg.model_copy(update={"sparse_below": 0.0})  # always dense
+    x = torch.randn(64, 12, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for m in (fast, plain):
+        m.train()
+        out = m.training_loss(x, TrainState())
+        out.loss.backward()
+        outs.append(out)
+    assert torch.allclose(outs[0].loss, outs[1].loss, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(outs[0].metrics["penalty"], outs[1].metrics["penalty"], rtol=1e-5)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        assert q.grad is not None and q.grad.abs().max() > 0, name  # every parameter is exercised
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
+
+
+@pytest.mark.parametrize(("B", "F", "k"), [(64, 40, 4), (33, 1024, 32), (8, 4096, 32), (20, 37, 5), (5, 64, 64)])
+def test_row_topk_indices_equals_a_full_top_k(B, F, k):
+    """The grouped two-stage top-k returns each row's k largest entries (the full top-k's values exactly;
+    the same indices when there are no ties), rows ascending; F = 37 (prime) uses the plain top-k."""
+    from ontogeny.dictionaries.sparse import row_topk_indices, row_topk_reference, topk_groups
+    pre = torch.randn(B, F, generator=torch.Generator().manual_seed(B))
+    got, ref = row_topk_indices(pre, k), row_topk_reference(pre, k)
+    assert torch.equal(got.view(B, k).sort(1).values, ref.view(B, k).sort(1).values)
+    assert torch.equal(torch.div(got, F, rounding_mode="floor"), torch.arange(B).repeat_interleave(k))
+    assert (topk_groups(F, k) > 0) == (F in (40, 1024, 4096))
+    ties = torch.randint(0, 6, (B, F), generator=torch.Generator().manual_seed(1)).float()
+    vals = ties.view(-1)[row_topk_indices(ties, k)].view(B, k).sort(1).values
+    assert torch.equal(vals, ties.topk(k, dim=1).values.sort(1).values)
+    assert torch.unique(row_topk_indices(ties, k)).numel() == B * k  # no entry picked twice
+
+
 def test_batch_topk_indices_is_exact():
     """The sampled-threshold selection returns exactly the indices of a full top-n."""
     from ontogeny.dictionaries.rules import batch_topk_indices

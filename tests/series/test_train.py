@@ -162,9 +162,11 @@ def test_batches_are_a_function_of_the_step():
     again = data.batch(5, 8, 6, 16)
     assert torch.equal(nat, again[0]) and torch.equal(syn, again[1])
     assert not torch.equal(nat, data.batch(6, 8, 6, 16)[0])
-    # spans and background come from the alphabet by default (pool="alphabet"), from every token with "vocab"
+    # spans and background come from the alphabet with pool="alphabet" (tiny's), from every token with
+    # "vocab" (the default's)
     assert set(syn.flatten().tolist()) <= set(data.alphabet_ids.tolist())
     vocab_pool = cfg.synthetic.model_copy(update={"pool": "vocab"})
+    assert SeriesConfig().synthetic.pool == "vocab" and cfg.synthetic.pool == "alphabet"
     full = TokenData.build(corpus, train_tokenizer(corpus, 512), vocab_pool, 32, 4, seed=0)
     full_syn = set(full.batch(5, 8, 6, 16)[1].flatten().tolist())
     assert full_syn <= set(full.vocab_ids.tolist()) and len(full_syn - set(full.alphabet_ids.tolist())) > 20

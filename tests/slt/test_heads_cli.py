@@ -92,6 +92,11 @@ def test_cli_llc_and_susceptibility(tiny_series_dir, tmp_path):
         assert r["chi"] == pytest.approx(sum(vals) / len(vals), rel=1e-9, abs=1e-15)
     for f in ("response_matrix", "pc_scatter_heads"):
         assert (run / "figures" / f"{f}.json").stat().st_size > 0
+    # induction heads are the census's (one definition); an untrained model has none, said in words
+    sep = pq.read_table(run / "tables" / "susceptibility_separation.parquet").to_pylist()
+    assert sep and all(isinstance(r["induction_heads"], str) and r["note"] for r in sep)
+    assert "induction heads (head census" in res.output
+    assert all(r["n_induction_heads"] > 0 or r["standardised_gap"] is None for r in sep)
     meta = pq.read_schema(run / "tables" / "susceptibility_heads.parquet").metadata
     assert b"ontogeny.provenance" in meta
     res = runner.invoke(app, ["llc", str(tmp_path / "missing"), "--out", str(run)])

@@ -23,6 +23,31 @@ def test_aoyagi_known_values(widths, rank, expected):
     assert aoyagi_lambda(widths, rank) == pytest.approx(expected)
 
 
+def _aoyagi_watanabe_2005(m: int, h: int, n: int, r: int) -> float:
+    """Reduced-rank regression y = B A x (input m, hidden h, output n, true rank r): the closed form of
+    Aoyagi & Watanabe 2005 (Neural Networks 18, Theorem 1), written independently of dln.aoyagi_lambda."""
+    if m + h < n + r:
+        return (h * m - h * r + n * r) / 2
+    if n + h < m + r:
+        return (h * n - h * r + m * r) / 2
+    if m + n < h + r:
+        return m * n / 2
+    return (2 * (h + r) * (m + n) - (m - n) ** 2 - (h + r) ** 2 + (m + h + n + r) % 2) / 8
+
+
+def test_aoyagi_matches_the_two_layer_closed_form_everywhere():
+    # every shape up to width 7 and every true rank: the general (Aoyagi 2024) formula reduces to the
+    # 2005 closed form for one hidden layer
+    for m in range(1, 8):
+        for h in range(1, 8):
+            for n in range(1, 8):
+                for r in range(min(m, h, n) + 1):
+                    assert aoyagi_lambda([m, h, n], r) == pytest.approx(_aoyagi_watanabe_2005(m, h, n, r)), (m, h, n, r)
+    # equal widths at full rank: the product is a free H×H matrix, λ = H²/2 at any depth
+    assert aoyagi_lambda([3, 3, 3, 3], 3) == pytest.approx(4.5)
+    assert aoyagi_lambda([4, 4, 4, 4, 4], 4) == pytest.approx(8.0)
+
+
 def test_aoyagi_regular_when_full_rank_single_hidden():
     # H=1 between 1-d input and output, true rank 1: the map (a, b) -> ab is regular up to a 1-d fibre,
     # λ = (number of parameters − fibre dimension)/2 = (2 − 1)/2.
@@ -109,3 +134,22 @@ def test_divergence_and_below_initial_warnings():
         res = sample(_quadratic(torch.ones(2), torch.zeros(2)), {"w": torch.ones(2)}, lambda s: None, cfg)
     assert not res.diverged_C.any() and (res.below_init_frac_C > 0.9).all()
     assert any("below the initial loss" in m for m in res.warnings)
+
+
+def test_anchoring_at_the_true_parameter_loses_beta_chi2_over_2():
+    # Gaussian mean model, λ = d/2. Anchored at the true mean μ instead of the minimum x̄ of L_n, the
+    # estimator is nβ(E_β[L_n] − L_n(μ)) = d/2 − nβ·½‖x̄ − μ‖² (= d/2 − β·χ²_d/2 on average, −1/ln n of
+    # λ): the low bias of every estimate taken at a teacher rather than at a minimum of the data's loss.
+    d, n = 20, 4000
+    gen = torch.Generator().manual_seed(5)
+    mu = torch.ones(d, dtype=torch.float64)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64) + mu
+    loss = lambda p, b: 0.5 * ((b[0] - p["w"]) ** 2).sum(dim=1).mean()
+    cfg = SGLDConfig(lr=2e-4, gamma=1.0, num_chains=4, num_draws=1500, batch_size=1000, seed=2)
+    nb = n / math.log(n)
+    gap = nb * 0.5 * float(((x.mean(dim=0) - mu) ** 2).sum())
+    at_min = estimate_llc(loss, {"w": x.mean(dim=0)}, shuffled_batches((x,), 1000, 2), cfg)
+    at_mu = estimate_llc(loss, {"w": mu}, shuffled_batches((x,), 1000, 2), cfg)
+    assert gap > 1.0  # the effect is larger than the tolerance below
+    assert at_min.llc_mean == pytest.approx(d / 2, abs=0.5)
+    assert at_mu.llc_mean == pytest.approx(d / 2 - gap, abs=0.5)

@@ -88,3 +88,23 @@ def test_response_pca_recovers_planted_rank_two_structure():
     proj = v @ (v.T @ pca.loadings_KR[:, :2])
     torch.testing.assert_close(proj, pca.loadings_KR[:, :2], atol=1e-3, rtol=0)
     assert pca.explained_ratio.sum().item() == pytest.approx(1.0)
+
+
+def test_head_separation_uses_the_named_heads_and_says_when_none_pass():
+    from ontogeny.slt.tables import head_separation
+
+    # heads named by the census (not by their score here: the census decides), loadings planted
+    heads = [{"component": c, "induction_score": s, "pc1": p}
+             for c, s, p in (("l0h0", 0.05, -1.0), ("l0h1", 0.1, -0.8), ("l1h0", 0.6, 2.0), ("l1h1", 0.2, -0.2))]
+    row = head_separation(heads, ["l1h0"], 0.3)[0]
+    load = torch.tensor([-1.0, -0.8, 2.0, -0.2], dtype=torch.float64)
+    a, b = load[2:3], load[[0, 1, 3]]
+    pooled = ((a.var(unbiased=False) * 1 + b.var(unbiased=False) * 3) / 4).sqrt()
+    assert row["standardised_gap"] == pytest.approx(float((a.mean() - b.mean()) / pooled))
+    from scipy.stats import spearmanr
+
+    assert row["spearman_induction"] == pytest.approx(spearmanr([0.05, 0.1, 0.6, 0.2], load.numpy()).statistic)
+    assert row["n_induction_heads"] == 1 and row["induction_heads"] == "l1h0" and row["note"] == "none"
+    none = head_separation(heads, [], 0.3)[0]
+    assert none["standardised_gap"] is None and none["induction_heads"] == "none passed"
+    assert "no head passed the census induction threshold 0.3" in none["note"]

@@ -63,7 +63,9 @@ def test_streamed_equals_cached_on_the_same_rows(series):
     first = next(activation_chunks(model, [cached_ids(w, stream)], SITES))
     assert all(torch.allclose(first[s], cached[0][s], atol=1e-6) for s in SITES)
     scales = {s: input_scale(torch.cat([c[s] for c in cached[:256 // 64]])) for s in SITES}
-    ref_batches = mixing_batches_reference(cached, 256, 64, seed=2)[:30]
+    # the stream reads exactly its budget (30 batches of 64 rows = the first 30 chunks of 64 rows)
+    ref_batches = mixing_batches_reference(cached[:30], 256, 64, seed=2)
+    assert len(ref_batches) == 30
     ref = [Dictionary(DictionaryConfig(d_in=32, **DICT), seed=7) for _ in SITES]
     train_many(ref, [[b[s] * scales[s] for s in SITES] for b in ref_batches], tcfg, total_steps=30)
     for m, s in zip(ref, SITES, strict=True):

@@ -42,6 +42,10 @@ class CensusConfig(BaseModel):
     n_seqs: int = Field(32, ge=1, description="probe sequences per (period, offset)")
     seed: int = Field(0, description="seed of the probe tokens (the same for every checkpoint)")
     ablate: bool = Field(True, description="measure each head's zero-ablation copy-loss increase")
+    ablate_checkpoints: int | None = Field(
+        4, ge=1, description="in a census over a series, measure the ablation at this many checkpoints "
+        "only (the last and evenly spaced earlier ones; the attention scores are measured at every "
+        "checkpoint); None: at every checkpoint. Ablation costs one forward pass per head and probe")
     prev_token_threshold: float = Field(0.3, ge=0.0, le=1.0,
                                         description="previous-token score that names a previous-token head")
     induction_threshold: float = Field(0.3, ge=0.0, le=1.0,
@@ -161,7 +165,9 @@ def census_series(series, cfg: CensusConfig | None = None, steps: Sequence[int] 
                   pool: torch.Tensor | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The census of every checkpoint of a `CheckpointSeries` (or of `steps`): (head rows, copy rows).
 
-    `pool` defaults to every non-special token of the series' tokenizer.
+    `pool` defaults to every non-special token of the series' tokenizer. The zero-ablation check is
+    measured at `ablation_steps(steps, cfg.ablate_checkpoints)` only (None elsewhere), which keeps the
+    census of a long series cheap while the last checkpoint always has it.
     """
     from ontogeny.series.tokenizer import ordinary_token_ids
 
@@ -169,11 +175,73 @@ def census_series(series, cfg: CensusConfig | None = None, steps: Sequence[int] 
     pool = ordinary_token_ids(series.tokenizer) if pool is None else pool
     head_rows: list[dict[str, Any]] = []
     copy_rows: list[dict[str, Any]] = []
-    for step in (steps if steps is not None else series.steps):
-        h, c = census_checkpoint(series.model(step), pool, cfg, step)
+    steps = list(steps if steps is not None else series.steps)
+    ablate_at = set(ablation_steps(steps, cfg.ablate_checkpoints)) if cfg.ablate else set()
+    quiet = cfg.model_copy(update={"ablate": False})
+    for step in steps:
+        h, c = census_checkpoint(series.model(step), pool, cfg if step in ablate_at else quiet, step)
         head_rows += h
         copy_rows += c
     return head_rows, copy_rows
+
+
+def ablation_steps(steps: Sequence[int], n: int | None) -> list[int]:
+    """The checkpoints of `steps` where the census measures ablations: all when `n` is None, else `n` of
+    them evenly spaced by index, the last always included (sorted)."""
+    steps = sorted(steps)
+    if n is None or n >= len(steps):
+        return steps
+    picks = {len(steps) - 1 - round(i * (len(steps) - 1) / n) for i in range(n)}
+    return [steps[i] for i in sorted(picks)]
+
+
+def change_point(steps: Sequence[int], values: Sequence[float]) -> dict[str, Any]:
+    """The single change point of a curve over checkpoints: the split of a two-level step fit.
+
+    Why: the census must say when a head forms; with checkpoints every few hundred steps the honest
+    answer is an interval. The split minimises the squared error of fitting one level to the points
+    before it and another to the points from it on (one-breakpoint least squares); `from_step` is the
+    last checkpoint before the split and `step` the first one after it, `before`/`after` the two levels
+    and `jump_share` the share of the total rise (after - before) made across that one interval (1.0: the
+    whole change happens between two adjacent checkpoints, i.e. abruptly at this sampling).
+    Returns step None when fewer than 3 points are given.
+    """
+    pts = sorted(zip(steps, values))
+    if len(pts) < 3:
+        return {"step": None, "from_step": None, "before": None, "after": None, "jump_share": None}
+    xs = [p[0] for p in pts]
+    ys = [float(p[1]) for p in pts]
+
+    def sse(seg: list[float]) -> float:
+        m = sum(seg) / len(seg)
+        return sum((v - m) ** 2 for v in seg)
+
+    k = min(range(1, len(ys)), key=lambda k: sse(ys[:k]) + sse(ys[k:]))
+    before, after = sum(ys[:k]) / k, sum(ys[k:]) / (len(ys) - k)
+    rise = after - before
+    share = (ys[k] - ys[k - 1]) / rise if rise else 0.0
+    return {"step": xs[k], "from_step": xs[k - 1], "before": before, "after": after, "jump_share": share}
+
+
+def formation(head_rows: Iterable[dict[str, Any]], metric: str, layer: int | None = None,
+              ) -> dict[str, Any]:
+    """When the head that is best at `metric` at the last checkpoint (within `layer`) formed: its
+    probe-averaged `metric` over checkpoints and the `change_point` of that curve, with the component."""
+    means = head_means(head_rows)
+    best = best_head(head_rows, metric, layer=layer)
+    curve = sorted((r["step"], r[metric]) for r in means
+                   if (r["layer"], r["head"]) == (best["layer"], best["head"]) and r[metric] is not None)
+    return {"component": best["component"], "metric": metric,
+            **change_point([s for s, _ in curve], [v for _, v in curve])}
+
+
+def copy_gain_formation(copy_rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """`change_point` of the copy gain (mean over the probes) over checkpoints."""
+    by_step: dict[int, list[float]] = {}
+    for r in copy_rows:
+        by_step.setdefault(r["step"], []).append(r["copy_gain"])
+    steps = sorted(by_step)
+    return change_point(steps, [sum(by_step[s]) / len(by_step[s]) for s in steps])
 
 
 def head_means(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

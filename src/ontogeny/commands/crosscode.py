@@ -27,7 +27,8 @@ def crosscode(
     d_sae: int = typer.Option(None, help="Number of shared latents (alias of `d_sae`)."),
     rule: str = typer.Option(None, help="relu (L1 weighted by summed decoder norms) or batchtopk (alias of `rule`)."),
     l1: float = typer.Option(None, help="relu: L1 coefficient lambda (alias of `l1_coefficient`)."),
-    k: int = typer.Option(None, help="batchtopk: mean active latents per token (alias of `k`)."),
+    k: str = typer.Option(None, help="batchtopk: mean active latents per token, or 'auto' (a descending "
+                                     "search from k_max during training) (alias of `k`)."),
     n_steps: int = typer.Option(None, help="Training steps (alias of `n_steps`)."),
     batch_size: int = typer.Option(None, help="Tokens per training batch (alias of `batch_size`)."),
     lr: float = typer.Option(None, help="Adam learning rate (alias of `lr`)."),
@@ -54,7 +55,7 @@ def crosscode(
 
     with user_errors():
         flags = {"steps": parse_csv_ints(steps), "site": site, "d_sae": d_sae, "rule": rule, "l1_coefficient": l1,
-                 "k": k, "n_steps": n_steps, "batch_size": batch_size, "lr": lr,
+                 "k": None if k is None else (k if k == "auto" else _int_or_auto(k)), "n_steps": n_steps, "batch_size": batch_size, "lr": lr,
                  "tasks": None if tasks is None else (parse_csv(tasks) or []), "pairs_file": pairs,
                  "n_pairs": n_pairs, "ig.steps": ig_steps, "ig.node_threshold": node_threshold, "low": low,
                  "high": high, "top_k": top_k, "ablate": ablate, "seed": seed, "name": name}
@@ -97,6 +98,15 @@ def crosscode(
                    [{"task": t, **row.get("relie_classes", {})} for t, row in s["tasks"].items()])
         for name, path in result.paths.items():
             console.print(f"wrote {path}")
+
+
+def _int_or_auto(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        from ontogeny.errors import ConfigError
+
+        raise ConfigError(f"--k must be a positive integer or 'auto', got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:

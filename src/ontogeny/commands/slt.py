@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,6 +13,20 @@ from ontogeny.commands._common import build_config, config_option, console, pars
 from ontogeny.store import layout
 
 _SGLD = "SGLD (Baker et al. 2025 use ε 1e-3, nβ 30, γ 300)"
+
+# The SGLD alias options, defined once and shared by `llc` and `susceptibility` (typer copies an
+# Annotated option per command). Each is an alias of an SGLDConfig field; None: the config's value.
+Lr = Annotated[float | None, typer.Option(help=f"{_SGLD}: step size ε (alias of `sgld.lr`).")]
+NBeta = Annotated[float | None, typer.Option(help="Inverse temperature nβ (alias of `sgld.n_beta`; "
+                                                   "default n/ln n).")]
+Gamma = Annotated[float | None, typer.Option(help="Localisation γ (alias of `sgld.gamma`).")]
+Chains = Annotated[int | None, typer.Option(help="SGLD chains, vmapped (alias of `sgld.num_chains`).")]
+Draws = Annotated[int | None, typer.Option(help="Draws per chain (alias of `sgld.num_draws`).")]
+Burnin = Annotated[int | None, typer.Option(help="Burn-in steps per chain on top of the detected burn-in "
+                                                 "(alias of `sgld.num_burnin_steps`).")]
+BatchSize = Annotated[int | None, typer.Option(help="Sequences per SGLD minibatch (alias of `sgld.batch_size`).")]
+Seed = Annotated[int | None, typer.Option(help="Seed of SGLD and of the token sets (alias of `sgld.seed` and "
+                                               "`seed`).")]
 
 
 def _corpus(size: str | None, series_dir: Path):
@@ -41,16 +56,16 @@ def llc(
     steps: str = typer.Option(None, help="Comma-separated steps (alias of `steps`; default: every checkpoint)."),
     components: str = typer.Option(None, help="Comma-separated restrictions: full, l<L>h<H>, l<L>attn, l<L>, "
                                               "or 'heads' for every head (alias of `components`)."),
-    lr: float = typer.Option(None, help=f"{_SGLD}: step size ε (alias of `sgld.lr`)."),
-    n_beta: float = typer.Option(None, help="Inverse temperature nβ (alias of `sgld.n_beta`)."),
-    gamma: float = typer.Option(None, help="Localisation γ (alias of `sgld.gamma`)."),
-    chains: int = typer.Option(None, help="SGLD chains, vmapped (alias of `sgld.num_chains`)."),
-    draws: int = typer.Option(None, help="Draws per chain (alias of `sgld.num_draws`)."),
-    burnin: int = typer.Option(None, help="Burn-in steps per chain (alias of `sgld.num_burnin_steps`)."),
-    batch_size: int = typer.Option(None, help="Sequences per SGLD minibatch (alias of `sgld.batch_size`)."),
+    lr: Lr = None,
+    n_beta: NBeta = None,
+    gamma: Gamma = None,
+    chains: Chains = None,
+    draws: Draws = None,
+    burnin: Burnin = None,
+    batch_size: BatchSize = None,
     n_seqs: int = typer.Option(None, help="Sequences in the sampling pool (alias of `n_seqs`)."),
     ctx: int = typer.Option(None, help="Tokens per sequence (alias of `ctx`)."),
-    seed: int = typer.Option(None, help="Seed of SGLD and of the token set (alias of `sgld.seed` and `seed`)."),
+    seed: Seed = None,
     corpus_size: str = typer.Option(None, help="Corpus of the token set: default or tiny (default: the corpus "
                                                "the series was trained on)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Choose ε and γ first at the last checkpoint "
@@ -116,23 +131,23 @@ def susceptibility(
     base: str = typer.Option(None, help="Corpus kind of the base distribution q (alias of `base_kind`)."),
     probes: str = typer.Option(None, help="Comma-separated probe kinds q' (alias of `probe_kinds`)."),
     centring: str = typer.Option(None, help="'devinterp' or 'covariance' (alias of `centring`)."),
-    lr: float = typer.Option(None, help=f"{_SGLD}: step size ε (alias of `sgld.lr`)."),
-    n_beta: float = typer.Option(None, help="Inverse temperature nβ (alias of `sgld.n_beta`)."),
-    gamma: float = typer.Option(None, help="Localisation γ (alias of `sgld.gamma`)."),
-    chains: int = typer.Option(None, help="SGLD chains, vmapped (alias of `sgld.num_chains`)."),
-    draws: int = typer.Option(None, help="Draws per chain (alias of `sgld.num_draws`)."),
-    burnin: int = typer.Option(None, help="Burn-in steps per chain (alias of `sgld.num_burnin_steps`)."),
-    batch_size: int = typer.Option(None, help="Sequences per SGLD minibatch (alias of `sgld.batch_size`)."),
+    lr: Lr = None,
+    n_beta: NBeta = None,
+    gamma: Gamma = None,
+    chains: Chains = None,
+    draws: Draws = None,
+    burnin: Burnin = None,
+    batch_size: BatchSize = None,
     ctx: int = typer.Option(None, help="Tokens per sequence (alias of `ctx`)."),
     n_probe_seqs: int = typer.Option(None, help="Fixed sequences per probe and for the base set "
                                                 "(alias of `n_probe_seqs` and `n_base_seqs`)."),
-    induction_threshold: float = typer.Option(None, help="PROPOSAL: heads with induction score ≥ this count as "
-                                                         "induction heads in the separation summary."),
-    seed: int = typer.Option(None, help="Seed of SGLD and of the token sets (alias of `sgld.seed` and `seed`)."),
+    seed: Seed = None,
     corpus_size: str = typer.Option(None, help="Corpus of the token sets: default or tiny (default: the corpus "
                                                "the series was trained on)."),
 ) -> None:
-    """Per-head susceptibilities χ for corpus-kind probes, the response matrix, its PCA, and induction scores."""
+    """Per-head susceptibilities χ for corpus-kind probes, the response matrix, its PCA, and how its PCs
+    separate the induction heads the head census names (CensusConfig's default thresholds here; a study
+    uses its [census] section)."""
     from ontogeny.config import SusceptibilitySection
     from ontogeny.series.load import load_series
     from ontogeny.slt.heads import head_names
@@ -148,13 +163,12 @@ def susceptibility(
         step = series.steps[-1] if section.step is None else section.step
         model = series.model(step)
         comps = cfg.components or head_names(model)
-        extra = {} if induction_threshold is None else {"induction_threshold": induction_threshold}
         with progress() as bar, warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # shown below from the result's warnings
             task = bar.add_task("SGLD full", total=(len(comps) + 1) * cfg.sgld.num_steps)
             res = susceptibility_run(model, series.tokenizer, cfg, out, step, corpus=_corpus(corpus_size, series_dir),
                                      on_component=lambda c: bar.update(task, description=f"SGLD after {c}"),
-                                     on_step=lambda _: bar.advance(task), **extra)
+                                     on_step=lambda _: bar.advance(task))
         r = res["response"]
         show_table(f"response matrix χ at step {step} (probe × head, centring={cfg.centring})",
                    [{"probe": p, **{c: float(r["matrix"][i][j]) for j, c in enumerate(r["components"])}}
@@ -162,6 +176,9 @@ def susceptibility(
         show_table("heads", [{k: h[k] for k in ("component", "induction_score", "llc_mean", "pc1", "pc2")
                               if k in h} for h in res["heads"]])
         show_table("PCA of the token-level response matrix", res["pcs"])
+        named = res["induction_heads"]
+        console.print(f"induction heads (head census, induction score ≥ {res['induction_threshold']:g}): "
+                      + (", ".join(named) if named else "none passed; the separation gap is not measured"))
         show_table("induction-head separation (PROPOSAL)", res["separation"])
         for w in res["warnings"][:5]:
             console.print(f"[yellow]warning:[/yellow] {w}")

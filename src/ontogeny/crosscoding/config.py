@@ -25,7 +25,20 @@ class CrosscodeConfig(BaseModel):
     rule: RuleName = Field("relu", description="activation rule from the dictionary registry: relu (+L1, the "
                            "paper's), batchtopk, or any other registered rule (its other fields at their defaults)")
     l1_coefficient: float = Field(2.0, ge=0, description="relu: lambda of the decoder-norm-weighted L1")
-    k: int = Field(32, gt=0, description="batchtopk: mean active latents per token")
+    l1_reference_width: int | None = Field(2048, gt=0, description="relu: the width lambda is meant at (the "
+                                           "authors' d_model); the penalty is scaled by sqrt(d_in / this). "
+                                           "None: lambda as given")
+    k: int | Literal["auto"] = Field("auto", description="batchtopk: mean active latents per token, or 'auto': "
+                                     "a descending search from k_max during training (a PROPOSAL)")
+    k_max: int = Field(32, gt=0, description="batchtopk, k = auto: the first (largest) k of the search")
+    k_search_phase_steps: int | None = Field(None, gt=1, description="k = auto: shortest search phase in steps "
+                                             "(None: n_steps // 20)")
+    k_search_rel_tol: float = Field(0.1, ge=0, description="k = auto: a smaller k is accepted while its FVU <= "
+                                    "(1 + rel_tol) * best accepted FVU + abs_tol")
+    k_search_abs_tol: float = Field(0.005, ge=0, description="k = auto: absolute FVU slack (see rel_tol)")
+    k_search_plateau: float = Field(0.05, ge=0, lt=1, description="k = auto: a phase ends when its FVU improves "
+                                    "by less than this (relative) from one window to the next")
+    k_search_max_phases: int = Field(12, gt=0, description="k = auto: at most this many search phases")
     n_steps: int = Field(2000, gt=0, description="training steps")
     batch_size: int = Field(1024, gt=0, description="tokens per training batch (authors: 4096)")
     lr: float = Field(1e-3, gt=0, description="Adam lr (authors: 5e-5 over 400M tokens; small runs need more)")
@@ -53,6 +66,8 @@ class CrosscodeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> CrosscodeConfig:
+        if isinstance(self.k, int) and self.k <= 0:
+            raise ConfigError(f"k must be a positive integer or 'auto', got {self.k}")
         if self.low > self.high:
             raise ConfigError(f"low={self.low} must not exceed high={self.high}")
         if list(self.steps) != sorted(set(self.steps)):
@@ -69,6 +84,13 @@ class CrosscodeConfig(BaseModel):
         """What distinguishes this study's files in tables/ and figures/: `<site>.<step>-<step>-...`."""
         base = f"{self.site}.{'-'.join(map(str, self.steps))}"
         return f"{base}.{self.name}" if self.name else base
+
+    @property
+    def k_search_steps(self) -> int:
+        """Shortest phase of the k search (0 when k is fixed or the rule has no k)."""
+        if self.k != "auto":
+            return 0
+        return self.k_search_phase_steps or max(2, self.n_steps // 20)
 
     @property
     def names(self) -> list[str]:

@@ -50,17 +50,29 @@ def crosscoder_dir(run_dir: Path, cfg: CrosscodeConfig) -> Path:
 
 
 def _train_part(cfg: CrosscodeConfig) -> dict[str, Any]:
-    keys = ("steps", "site", "d_sae", "rule", "l1_coefficient", "k", "n_steps", "batch_size", "lr",
-            "l1_warmup_frac", "seed")
-    return {k: getattr(cfg, k) for k in keys}
+    keys = ("steps", "site", "d_sae", "rule", "l1_coefficient", "l1_reference_width", "k", "n_steps", "batch_size",
+            "lr", "l1_warmup_frac", "seed")
+    search = ("k_max", "k_search_phase_steps", "k_search_rel_tol", "k_search_abs_tol", "k_search_plateau",
+              "k_search_max_phases")
+    return {k: getattr(cfg, k) for k in keys + (search if cfg.k == "auto" else ())}
+
+
+def crosscoder_config(cfg: CrosscodeConfig, d_in: int) -> CrossCoderConfig:
+    """The crosscoder's shape and rule settings from a study's config (k = auto: search from k_max)."""
+    auto = cfg.k == "auto" and RULES[cfg.rule].reads("k")
+    k = min(cfg.k_max if cfg.k == "auto" else cfg.k, cfg.d_sae)
+    return CrossCoderConfig(n_sources=len(cfg.steps), d_in=d_in, d_sae=cfg.d_sae, rule=cfg.rule,
+                            l1_coefficient=cfg.l1_coefficient, l1_reference_width=cfg.l1_reference_width, k=k,
+                            threshold_start_step=min(1000, cfg.n_steps // 4),
+                            k_search_phase_steps=cfg.k_search_steps if auto else 0,
+                            k_search_rel_tol=cfg.k_search_rel_tol, k_search_abs_tol=cfg.k_search_abs_tol,
+                            k_search_plateau=cfg.k_search_plateau, k_search_max_phases=cfg.k_search_max_phases)
 
 
 def train_crosscoder_unit(acts_NKD: torch.Tensor, cfg: CrosscodeConfig, folder: Path, tokens_hash: str,
                           progress: Progress | None = None) -> tuple[CrossCoder, list[dict[str, float]]]:
     """The crosscoder unit: train on stacked activations [N, K, D] and save to `folder` (atomically)."""
-    cc_cfg = CrossCoderConfig(n_sources=len(cfg.steps), d_in=acts_NKD.shape[-1], d_sae=cfg.d_sae, rule=cfg.rule,
-                              l1_coefficient=cfg.l1_coefficient, k=cfg.k,
-                              threshold_start_step=min(1000, cfg.n_steps // 4))
+    cc_cfg = crosscoder_config(cfg, acts_NKD.shape[-1])
     tcfg = TrainConfig(lr=cfg.lr, sparsity_warmup_steps=int(cfg.l1_warmup_frac * cfg.n_steps),
                        lr_end_fraction=0.0, b_dec_init="zeros", log_every=max(1, cfg.n_steps // 50),
                        dead_tokens=max(cfg.batch_size * 50, 100_000))
@@ -156,8 +168,7 @@ def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series=None,
     norms_FK = cc.normalised_decoder_norms().detach().numpy()
     tables["crosscoder_presence_sensitivity"] = sensitivity(norms_FK[alive_F], cfg.names, cfg.tau_grid)
     sparsity = sparsity_diagnose(cc, acts_NKD, codes_NF, min_cos=cfg.duplicate_cos, tau=cfg.presence_tau)
-    tables["crosscoder_sparsity"] = [{"rule": cfg.rule, "k": cfg.k if RULES[cfg.rule].reads("k") else "not used",
-                                      **sparsity.row()}]
+    tables["crosscoder_sparsity"] = [{"rule": cfg.rule, **k_columns(cc, cfg), **sparsity.row()}]
     summary: dict[str, Any] = {"tasks": {}}
     selected: set[int] = set()
     if series is not None and (cfg.tasks or cfg.pairs_file is not None):
@@ -177,8 +188,18 @@ def run_crosscode(run_dir: str | Path, cfg: CrosscodeConfig, store, series=None,
     paths = {name: write_table(layout.tables_dir(run_dir) / f"{name}.{cfg.tag}.parquet", rows, stamp)
              for name, rows in tables.items() if rows}
     paths.update(write_figures(layout.figures_dir(run_dir), tables, cfg))
-    summary.update(_summary(lat_rows, history, cfg, sparsity.row(), tables["crosscoder_presence_sensitivity"]))
+    summary.update(_summary(lat_rows, history, cfg, tables["crosscoder_sparsity"][0],
+                            tables["crosscoder_presence_sensitivity"]))
     return CrosscodeResult(cc, paths, summary)
+
+
+def k_columns(cc: CrossCoder, cfg: CrosscodeConfig) -> dict[str, Any]:
+    """k as configured ('auto' or a number), the k the crosscoder encodes with, and the search's trials."""
+    if not RULES[cfg.rule].reads("k"):
+        return {"k": "not used", "k_chosen": "not used", "k_search": "not used"}
+    trials = cc.k_search_trials
+    tried = ", ".join(f"{int(t['k'])}:{t['fvu']:.4g}{'' if t['accepted'] else ' rejected'}" for t in trials)
+    return {"k": str(cfg.k), "k_chosen": cc.current_k, "k_search": tried or "not run"}
 
 
 def _models(series, steps: list[int]) -> list[torch.nn.Module]:

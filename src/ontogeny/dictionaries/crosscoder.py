@@ -14,6 +14,10 @@ transpose; biases 0. Inputs are scaled per checkpoint by s_m = sqrt(D) / mean ||
 (`estimate_scales`), and `fold_input_scales` writes s into the weights afterwards so the crosscoder reads
 raw activations; `scale_K` keeps s so `normalised_decoder_norms` recovers the unfolded norms, the space
 in which the paper computes RelDec.
+
+Two departures, both parameters: the L1 weight is scaled by sqrt(D / l1_reference_width) (lambda is the
+authors' value at their width 2048; `CrossCoderConfig.l1_scale` says why), and a BatchTopK-kind crosscoder
+can choose its own k during training by a descending search (`k_search_phase_steps`, `ksearch.KSearch`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from torch import nn
 
 from ontogeny.dictionaries.config import DictionaryConfig, RuleName, rule_fields
+from ontogeny.dictionaries.ksearch import KSearch
 from ontogeny.dictionaries.rules import RULES, Rule, make_rule
 from ontogeny.dictionaries.rules.aux_k import aux_codes, aux_loss, aux_size
 from ontogeny.dictionaries.saelens_io import CFG_FILE, WEIGHTS_FILE, read_folder, write_folder
@@ -60,6 +65,17 @@ class CrossCoderBase(BaseModel):
     k_init: int | None = Field(None, gt=0, description="k rules: k at step 0 (authors: 1000), annealed to k")
     k_anneal_steps: int = Field(0, ge=0, description="k rules: steps of linear k annealing (authors: 5000)")
     dec_init_norm: float = Field(0.08, gt=0, description="initial norm of every decoder row d_{i,m}")
+    l1_reference_width: int | None = Field(2048, gt=0, description="relu: l1_coefficient is meant at this "
+                                           "input width (the authors' d_model 2048); the penalty is scaled by "
+                                           "sqrt(d_in / l1_reference_width). None: no scaling")
+    k_search_phase_steps: int = Field(0, ge=0, description="k rules: steps per phase of the descending k search "
+                                      "(KSearch; 0 = k fixed). Starts at k, halves it, then bisects")
+    k_search_max_phases: int = Field(12, gt=0, description="k rules: at most this many search phases")
+    k_search_rel_tol: float = Field(0.1, ge=0, description="k search: a smaller k is accepted while its FVU "
+                                    "<= (1 + rel_tol) * best accepted FVU + abs_tol")
+    k_search_abs_tol: float = Field(0.005, ge=0, description="k search: absolute FVU slack (see rel_tol)")
+    k_search_plateau: float = Field(0.05, ge=0, lt=1, description="k search: a phase ends when a window's "
+                                    "FVU improves on the previous window's by less than this (relative)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -67,7 +83,19 @@ class CrossCoderBase(BaseModel):
             self.rule_config(clamp=False)
         except ConfigError as e:
             raise ConfigError(f"crosscoder {e}") from e
+        if self.k_search_phase_steps and self.k_anneal_steps:
+            raise ConfigError("crosscoder: k_search_phase_steps and k_anneal_steps cannot both be set")
         return self
+
+    def l1_scale(self) -> float:
+        """sqrt(d_in / l1_reference_width) (1 without a reference): the width factor of the L1 penalty.
+
+        Why: inputs are normalised to mean norm sqrt(D), so the reconstruction term grows like D while the
+        decoder-norm-weighted L1 term grows like sqrt(D); a fixed lambda shrinks a feature of relative size
+        c/||x|| by lambda / (2 c), i.e. relatively more the narrower the input. At D = 24 the authors' lambda
+        = 2 (meant at D = 2048) is ~9x stronger than theirs and loses single-checkpoint features
+        (docs/crosscoder.md). The factor keeps the authors' trade-off at any width."""
+        return 1.0 if self.l1_reference_width is None else (self.d_in / self.l1_reference_width) ** 0.5
 
     def rule_config(self, k: int | None = None, clamp: bool = True) -> DictionaryConfig:
         """The `DictionaryConfig` the shared activation rule reads (the decoder stays free)."""
@@ -99,6 +127,7 @@ class CrossCoder(nn.Module):
         self.b_dec_KD = nn.Parameter(torch.zeros(K, D))
         self.register_buffer("scale_K", torch.ones(K))
         self.rule: Rule = make_rule(cfg.rule_config(cfg.k_init if cfg.k_anneal_steps else None))
+        self.k_search = KSearch(cfg) if cfg.k_search_phase_steps and self.rule.reads("k") else None
 
     @property
     def n_latents(self) -> int:
@@ -150,6 +179,8 @@ class CrossCoder(nn.Module):
         B = x_BKD.shape[0]
         if self.cfg.k_anneal_steps and self.rule.reads("k"):
             self.rule.cfg = self.rule.cfg.model_copy(update={"k": self._annealed_k(state.step)})
+        if self.k_search is not None:
+            self.k_search.apply(self.rule)
         pre_BF = self.pre_activations(x_BKD)
         codes_BF = self.codes_from_pre(pre_BF)
         recon_BKD = self.decode(codes_BF)
@@ -158,7 +189,8 @@ class CrossCoder(nn.Module):
         mse = mse_K.sum()
         w_F = self.rank_weights()
         penalty = self.rule.penalty(codes_BF, pre_BF, None, w_F, B)
-        loss = mse + state.sparsity_scale * self.rule.coefficient() * penalty
+        coef = self.rule.coefficient() * (self.cfg.l1_scale() if self.rule.penalty_uses_decoder_norm else 1.0)
+        loss = mse + state.sparsity_scale * coef * penalty
         metrics = {"mse": mse.detach(), "penalty": penalty.detach()}
         for w in self.rule.prefix_widths()[:-1]:  # nested prefixes (matryoshka rules)
             part_BKD = torch.einsum("bf,fkd->bkd", codes_BF[:, :w], self.W_dec_FKD[:w]) + self.b_dec_KD
@@ -177,11 +209,24 @@ class CrossCoder(nn.Module):
             for m in range(self.cfg.n_sources):
                 metrics[f"fvu_{m}"] = mse_K[m].detach() / var_K[m]
             metrics["fvu"] = mse.detach() / var_K.sum()
+            if self.k_search is not None:
+                self.k_search.observe(metrics["fvu"], state.step)
+                metrics["k"] = torch.tensor(float(self.rule.cfg.k))
             active_BF = codes_BF.detach() != 0
             metrics["l0"] = active_BF.sum().float() / B
             ranked = codes_BF.detach() * w_F.detach() if self.rule.ranks_latents else codes_BF.detach()
             self.rule.update(ranked[active_BF], state.step)
         return StepOutput(loss, metrics, active_BF.sum(0))
+
+    @property
+    def k_search_trials(self) -> list[dict[str, float]]:
+        """The k search's phases (k, FVU, accepted, step), from training or from the loaded folder."""
+        return self.k_search.trials if self.k_search is not None else getattr(self, "_k_trials", [])
+
+    @property
+    def current_k(self) -> int | None:
+        """The k the rule encodes with now (after a k search: the chosen k); None for rules without k."""
+        return int(self.rule.cfg.k) if self.rule.reads("k") else None
 
     def _annealed_k(self, step: int) -> int:
         k0 = self.cfg.k_init or self.cfg.k
@@ -218,6 +263,8 @@ class CrossCoder(nn.Module):
                    "b_dec": self.b_dec_KD, "scale": self.scale_K, **self.rule.saelens_tensors()}
         cfg = {"architecture": "crosscoder", **self.cfg.model_dump(mode="json"), **(metadata or {}),
                "rule_state": {**self.rule.saelens_metadata(), "k": getattr(self.rule.cfg, "k", None)}}
+        if self.k_search is not None:
+            cfg["k_search"] = self.k_search.trials
         return write_folder(folder, cfg, tensors)
 
     @classmethod
@@ -248,6 +295,8 @@ class CrossCoder(nn.Module):
             for name, attr in need.items():
                 getattr(cc, attr).copy_(t[name])
         cc.rule.load_saelens(t, state)
+        cc.k_search = None        # the saved k (rule_state) is the searched one; a reload does not search again
+        cc._k_trials = list(raw.get("k_search", []))
         return cc.eval()
 
 

@@ -53,7 +53,7 @@ class Dictionary(nn.Module):
         """`(x - b_dec) W_enc + b_enc`, [B, F]."""
         self._check_input(x_BD)
         centred = x_BD - self.b_dec_D if self.cfg.apply_b_dec_to_input else x_BD
-        return centred @ self.W_enc_DF + self.b_enc_F
+        return torch.addmm(self.b_enc_F, centred, self.W_enc_DF)
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Codes [B, F] (dense tensor, mostly zeros)."""
@@ -106,22 +106,27 @@ class Dictionary(nn.Module):
             fired_F = torch.bincount(cols[active], minlength=F)
         else:
             pre_BF = self.pre_activations(x_BD)
-            codes_BF = self.rule(pre_BF)
+            fused = self.cfg.fast and state.policy is None  # dense regime of the fast trainer
+            if fused:
+                codes_BF, penalty = self.rule.dense_codes_and_penalty(pre_BF, dec_norm_F, B)
+            else:
+                codes_BF = self.rule(pre_BF)
             kept_BF = codes_BF
             if state.policy is not None:
                 cols_all = torch.arange(F, device=x_BD.device).repeat(B)
                 kept_BF = state.policy.mask(codes_BF.reshape(-1), cols_all, state).view(B, F)
             if len(widths) == 1:
-                recon_BD = kept_BF @ self.W_dec_FD + self.b_dec_D
+                recon_BD = torch.addmm(self.b_dec_D, kept_BF, self.W_dec_FD)
                 prefix_BD = []
             else:
                 prefix_BD = self._prefix_sums([kept_BF[:, lo:w] @ self.W_dec_FD[lo:w]
                                                for lo, w in zip([0, *widths[:-1]], widths, strict=True)])
                 recon_BD = prefix_BD.pop()
-            penalty = self.rule.penalty(kept_BF, pre_BF, None, dec_norm_F, B)
+            if not fused:
+                penalty = self.rule.penalty(kept_BF, pre_BF, None, dec_norm_F, B)
             aux_dense = aux_codes(pre_BF, dead_F, n_aux) if n_aux else None
             codes_out = codes_BF.detach()
-            fired_F = (codes_out != 0).sum(0)
+            fired_F = torch.count_nonzero(codes_out, dim=0)
 
         err_BD = x_BD - recon_BD
         mse = err_BD.pow(2).sum(-1).mean()

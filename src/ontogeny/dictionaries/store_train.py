@@ -102,7 +102,8 @@ def stream_train(model, windows, dictionaries: dict[str, torch.nn.Module], train
 
     `model` runs forward on `windows.batches(stream.forward_seqs)`; all sites of `dictionaries` are
     captured at once, mixed in a `MixingBuffer` of `stream.buffer_tokens` rows on `device` and fed to
-    `train_many` for `stream.n_steps` steps of `stream.batch_size` tokens. With `stream.normalize`, each
+    `train_many` for `stream.n_steps` steps of `stream.batch_size` tokens (the forward reads exactly
+    n_steps x batch_size token positions). With `stream.normalize`, each
     site's rows are scaled by s = sqrt(D / mean ||x||^2) estimated on the first buffer fill and s is folded
     into the weights afterwards. Sites in `warm_sites` hold a raw-space dictionary of the previous
     checkpoint: it is brought into this checkpoint's scaled space (fold by 1/s) and trained with an
@@ -110,18 +111,21 @@ def stream_train(model, windows, dictionaries: dict[str, torch.nn.Module], train
     """
     import itertools
 
-    from ontogeny.dictionaries.stream import AnchoredDictionary, MixingBuffer, activation_chunks, input_scale
+    from ontogeny.dictionaries.stream import (AnchoredDictionary, MixingBuffer, activation_chunks, input_scale,
+                                              limit_rows)
 
     sites = list(dictionaries)
     n_steps = stream.n_steps
     if n_steps < 1:
         raise ConfigError(f"training_tokens={stream.training_tokens} is less than one batch of {stream.batch_size}")
     train_device = torch.device(device) if device is not None else next(dictionaries[sites[0]].parameters()).device
-    chunks = activation_chunks(model, windows.batches(stream.forward_seqs), sites, train_device)
+    # exactly the budget's rows are read: the buffer's last fill does not run the forward past the budget
+    chunks = limit_rows(activation_chunks(model, windows.batches(stream.forward_seqs), sites, train_device),
+                        n_steps * stream.batch_size)
     scales = dict.fromkeys(sites, 1.0)
     if stream.normalize:
         first, n = [], 0
-        while n < min(stream.buffer_tokens, stream.training_tokens):
+        while n < min(stream.buffer_tokens, n_steps * stream.batch_size):
             first.append(next(chunks))
             n += first[-1][sites[0]].shape[0]
         scales = {s: input_scale(torch.cat([c[s] for c in first])) for s in sites}
@@ -243,3 +247,45 @@ def write_dictionaries_table(run: str | Path, rows: Sequence[dict[str, Any]], co
 
     rows = sorted(rows, key=lambda r: (r["step"], r["site"]))
     return write_table(Path(run) / "tables" / "dictionaries.parquet", rows, provenance(config))
+
+
+QUALITY = (("fvu", "held-out FVU"), ("l0", "L0 (active latents per token)"), ("dead_frac", "dead fraction"),
+           ("ce_recovered", "CE loss recovered (spliced)"))
+
+
+def quality_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Range (min, max) of each held-out quality column over the dictionaries, and the least training tokens.
+
+    None where no dictionary measured it (the report says "not measured")."""
+    out: dict[str, Any] = {}
+    for col, _ in QUALITY:
+        vals = [r[col] for r in rows if r.get(col) is not None]
+        out[f"{col}_min"], out[f"{col}_max"] = (min(vals), max(vals)) if vals else (None, None)
+    toks = [r["training_tokens"] for r in rows if r.get("training_tokens") is not None]
+    out["training_tokens_min"] = min(toks) if toks else None
+    return out
+
+
+def dictionaries_figure(rows: Sequence[dict[str, Any]], fig_dir: str | Path) -> Path:
+    """Figure `dictionaries_quality`: each dictionary's held-out FVU, L0, dead fraction and CE recovered
+    against its checkpoint (log step axis, step 0 drawn at 1), one line per site; hover gives the values."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from ontogeny.store.figures import write_figure
+
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in QUALITY])
+    sites = sorted({r["site"] for r in rows})
+    for i, (col, _) in enumerate(QUALITY):
+        for site in sites:
+            pts = sorted((r["step"], r[col]) for r in rows if r["site"] == site and r.get(col) is not None)
+            fig.add_trace(go.Scatter(x=[max(s, 1) for s, _ in pts], y=[v for _, v in pts], name=site,
+                                     legendgroup=site, showlegend=i == 0, mode="lines+markers",
+                                     customdata=[s for s, _ in pts],
+                                     hovertemplate="step %{customdata}: %{y:.4g}<extra>" + site + "</extra>"),
+                          row=1 + i // 2, col=1 + i % 2)
+    fig.update_xaxes(type="log", title_text="step")
+    toks = sorted({r.get("training_tokens") for r in rows if r.get("training_tokens") is not None})
+    fig.update_layout(title="Dictionaries on held-out tokens (trained on "
+                      f"{', '.join(f'{t:,}' for t in toks) or 'an unknown number of'} tokens each)")
+    return write_figure(fig_dir, "dictionaries_quality", fig)

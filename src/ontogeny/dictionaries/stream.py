@@ -93,12 +93,30 @@ class TrainingWindows:
             yield out
 
 
+_TRAIN_STREAMS: dict[tuple[str, str], torch.Tensor] = {}
+
+
 def corpus_train_stream(tokenizer, corpus) -> torch.Tensor:
     """All train-split documents of the corpus (every kind), each ended by EOS, as one 1-D token tensor.
 
     The evaluation set (`store.tokens.eval_token_ids`, `pack_tokens` over `corpus.eval`) comes from the
-    held-out documents, so training windows never contain an evaluation token position.
+    held-out documents, so training windows never contain an evaluation token position. Tokenising the
+    corpus takes seconds, so the stream is kept per (corpus hash, tokenizer hash) for the process: every
+    checkpoint's unit of a study reads the same one.
     """
+    import hashlib
+
+    key = (str(getattr(corpus, "hash", "")), hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest())
+    if key[0] and key in _TRAIN_STREAMS:
+        return _TRAIN_STREAMS[key]
+    out = _tokenize_train(tokenizer, corpus)
+    if key[0]:
+        _TRAIN_STREAMS.clear()  # one corpus at a time: the stream is tens of MB for a big corpus
+        _TRAIN_STREAMS[key] = out
+    return out
+
+
+def _tokenize_train(tokenizer, corpus) -> torch.Tensor:
     eos = tokenizer.eos_token_id
     encs = tokenizer.backend_tokenizer.encode_batch([d.text for d in corpus.train], add_special_tokens=False)
     flat = [t for e in encs for t in (*e.ids, *(() if eos is None else (eos,)))]
@@ -140,11 +158,13 @@ def activation_chunks(model: nn.Module, token_batches: Iterable[torch.Tensor], s
 class MixingBuffer:
     """A bounded shuffling buffer over aligned per-site rows, refilled by halves (SAELens's mixing buffer).
 
-    `capacity` rows per site are preallocated on `device`. `batches(chunks)` fills the buffer, draws one
-    permutation of the rows held (a seeded CPU generator, so the order does not depend on the device),
-    emits the first half as batches of `batch_size` and keeps the second half for the next fill. When the
-    chunks run out the remaining full batches are emitted. Rows a chunk brings beyond the free space
-    wait for the next fill, so at most `capacity + one chunk` rows are ever held.
+    `capacity` rows per site are preallocated on `device` as slots. `batches(chunks)` fills the free slots,
+    draws one permutation of the held slots (a seeded CPU generator, so the order does not depend on the
+    device), emits the rows of the first half as batches of `batch_size` and marks those slots free: the
+    next fill writes new rows into them, in the order they were emitted. Rows are never moved inside the
+    buffer (one copy in, one gather out per row). When the chunks run out the remaining full batches are
+    emitted. Rows a chunk brings beyond the free space wait for the next fill, so at most
+    `capacity + one chunk` rows are ever held.
     """
 
     def __init__(self, capacity: int, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
@@ -153,11 +173,17 @@ class MixingBuffer:
         self.capacity, self.batch_size, self.device = capacity, batch_size, torch.device(device)
         self.gen = torch.Generator().manual_seed(seed)
         self.store: Chunk = {}
-        self.n = 0
+        self.free = torch.arange(capacity)  # free slots, in the order the next fill writes them
+        self.free_pos = 0
         self.max_held = 0  # most rows held at once, the buffer plus a pending chunk (boundedness)
 
+    @property
+    def n(self) -> int:
+        """Rows held (filled slots)."""
+        return self.capacity - (self.free.numel() - self.free_pos)
+
     def _append(self, chunk: Chunk) -> Chunk | None:
-        """Copy as much of `chunk` as fits; return the rest (or None)."""
+        """Copy as much of `chunk` as fits into the free slots; return the rest (or None)."""
         n_rows = _rows(chunk)
         if not self.store:
             self.store = {s: torch.empty(self.capacity, a.shape[1], dtype=a.dtype, device=self.device)
@@ -165,22 +191,28 @@ class MixingBuffer:
         if set(chunk) != set(self.store):
             raise ConfigError(f"chunk sites {sorted(chunk)} differ from the buffer's {sorted(self.store)}")
         take = min(n_rows, self.capacity - self.n)
+        slots = self.free[self.free_pos:self.free_pos + take].to(self.device)
         for s, a in chunk.items():
-            self.store[s][self.n:self.n + take].copy_(a[:take])
-        self.n += take
+            self.store[s].index_copy_(0, slots, a[:take].to(self.store[s].dtype))
+        self.free_pos += take
         self.max_held = max(self.max_held, self.n + n_rows - take)
         return {s: a[take:] for s, a in chunk.items()} if take < n_rows else None
 
     def _emit(self, n_out: int) -> Iterator[Chunk]:
-        perm = torch.randperm(self.n, generator=self.gen).to(self.device)
-        out_idx, keep_idx = perm[:n_out], perm[n_out:]
-        out = {s: a[out_idx] for s, a in self.store.items()}  # gathered copies: safe to overwrite the store
-        kept = {s: a[keep_idx] for s, a in self.store.items()}
-        for s, a in kept.items():
-            self.store[s][:a.shape[0]].copy_(a)
-        self.n = keep_idx.numel()
-        for i in range(0, n_out, self.batch_size):
-            yield {s: a[i:i + self.batch_size] for s, a in out.items()}
+        if self.n == self.capacity:
+            held = None  # every slot: the permutation indexes slots directly
+        else:  # the last emission after the chunks ran out: the filled slots, ascending
+            mask = torch.ones(self.capacity, dtype=torch.bool)
+            mask[self.free[self.free_pos:]] = False
+            held = mask.nonzero().squeeze(1)
+        perm = torch.randperm(self.n, generator=self.gen)
+        out_slots = perm[:n_out] if held is None else held[perm[:n_out]]
+        rest = self.free[self.free_pos:]
+        self.free, self.free_pos = torch.cat([out_slots, rest]), 0
+        dev_slots = out_slots.to(self.device)
+        for i in range(0, n_out, self.batch_size):  # gathered copies: the slots are refilled only later
+            idx = dev_slots[i:i + self.batch_size]
+            yield {s: a[idx] for s, a in self.store.items()}
 
     def batches(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         """Shuffled batches {site: [batch_size, D]} over the rows of `chunks`, in a bounded buffer."""
@@ -217,31 +249,48 @@ def _check_chunk(chunk: Chunk) -> None:
             raise ConfigError(f"chunk rows of site {s} must be [N, D], got {tuple(a.shape)}")
 
 
+def limit_rows(chunks: Iterable[Chunk], n_rows: int) -> Iterator[Chunk]:
+    """The chunks until `n_rows` rows were yielded (the last one cut): a stream reads exactly its budget."""
+    left = n_rows
+    for c in chunks:
+        if left <= 0:
+            return
+        m = _rows(c)
+        yield c if m <= left else {s: a[:left] for s, a in c.items()}
+        left -= m
+
+
 def mixing_batches_reference(chunks: Iterable[Chunk], capacity: int, batch_size: int,
                              seed: int = 0) -> list[Chunk]:
-    """Plain reference of `MixingBuffer.batches`: the same rule on Python lists of row indices.
+    """Plain reference of `MixingBuffer.batches`: the same rule on Python lists of slots and row indices.
 
     All chunks are concatenated first (unbounded memory: a reference, not a path to train on), then the
-    fill / permute / emit-half / keep-half rule is replayed on row indices with the same generator.
+    fill-free-slots / permute held slots / emit-half / free-the-emitted-slots rule is replayed with the
+    same generator.
     """
     chunks = list(chunks)
     full = {s: torch.cat([c[s] for c in chunks]) for s in chunks[0]}
     total = _rows(full)
     gen = torch.Generator().manual_seed(seed)
-    held: list[int] = []
+    slot_row: dict[int, int] = {}  # slot -> global row index held there
+    free = list(range(capacity))
     nxt = 0
     out: list[Chunk] = []
     while True:
-        take = min(capacity - len(held), total - nxt)
-        held += list(range(nxt, nxt + take))
+        take = min(len(free), total - nxt)
+        for j in range(take):
+            slot_row[free[j]] = nxt + j
+        free = free[take:]
         nxt += take
+        held = sorted(slot_row)
         done = len(held) < capacity  # a fill that found too few rows: the chunks have run out
         n_out = (len(held) // batch_size) * batch_size if done else max(
             batch_size, (len(held) // 2 // batch_size) * batch_size)
         if n_out:
             perm = torch.randperm(len(held), generator=gen).tolist()
-            emitted = [held[p] for p in perm[:n_out]]
-            held = [held[p] for p in perm[n_out:]]
+            emitted_slots = [held[p] for p in perm[:n_out]]
+            emitted = [slot_row.pop(sl) for sl in emitted_slots]
+            free = emitted_slots + free
             for i in range(0, n_out, batch_size):
                 idx = torch.tensor(emitted[i:i + batch_size])
                 out.append({s: a[idx] for s, a in full.items()})

@@ -60,8 +60,9 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
         rows.append(("series", "checkpoints", fmt(len(s["steps"])), f"steps {s['steps'][0]} … {s['steps'][-1]}"))
     if s.get("induction_jump_step") is not None:
         rows.append(("series", "induction emerges (training log)", f"step {s['induction_jump_step']}",
-                     "largest change point of the series' induction score (loss on a span's first copy minus "
-                     f"its repeat; {fmt(s.get('induction_final'))} nats at the end)"))
+                     "largest change point of the series' induction score on whole-vocabulary spans at "
+                     "held-out periods (loss on a span's first copy minus its repeat; "
+                     f"{fmt(s.get('induction_final'))} nats at the end)"))
     rows += census_headlines(res("census"))
     lh = res("lifehistory")
     if lh:
@@ -137,6 +138,23 @@ def lifehistory_headlines(lh: dict[str, Any]) -> list[tuple[str, str, str, str]]
     return rows
 
 
+def _forms_text(f: dict[str, Any]) -> str:
+    """"; it forms between step a and b (...)" from a census change point, or "" when not measured."""
+    if f.get("step") is None:
+        return ""
+    return (f"; {f.get('component', 'it')} forms between checkpoints {f['from_step']} and {f['step']} "
+            f"(change point of its score over checkpoints: {f['before']:.2f} before, {f['after']:.2f} "
+            f"after; {100 * f['jump_share']:.0f}% of the rise within that one interval)")
+
+
+def _periods_text(c: dict[str, Any]) -> str:
+    """" 11, 20, 32 (offsets 0, 9)" from the census headline, or "" when it does not say."""
+    if not c.get("census_periods"):
+        return ""
+    return (f" {', '.join(map(str, c['census_periods']))} (random-prefix offsets "
+            f"{', '.join(map(str, c.get('census_offsets') or []))})")
+
+
 def census_headlines(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """The head census at the last checkpoint: the circuit, the head, its score against the threshold, and
     the held-out copy gain; when no head passes, the sentence says so."""
@@ -151,13 +169,19 @@ def census_headlines(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         passed = named.get(kind) or []
         verdict = (f"{len(passed)} head(s) pass: {', '.join(passed)}" if passed
                    else f"no head reaches {fmt(c.get(thr))}: this series has no classic {label} at this scale")
+        verdict += _forms_text(c.get(f"{kind}_forms") or {})
+        if kind == "induction" and c.get("best_induction_ablation") is not None:
+            verdict += (f"; zeroing {c.get('best_induction_head')} raises the second-copy loss by "
+                        f"{fmt(c['best_induction_ablation'])} nats")
         rows.append(("capabilities", f"best {label}", f"{c.get(key + '_head')}: {fmt(c.get(key))}",
                      f"census at step {fmt(c.get('census_step'))} on whole-vocabulary random spans at held-out "
-                     f"periods; {verdict}"))
+                     f"periods{_periods_text(c)}; {verdict}"))
     shifts = c.get("best_induction_shift_by_period") or {}
     rows.append(("capabilities", "copy gain on whole-vocabulary spans",
                  fmt([f"P={p}: {fmt(g)}" for p, g in sorted(gains.items(), key=lambda kv: int(kv[0]))]),
-                 "loss on a span's first copy minus its repeat (nats), per period; the best induction "
+                 "loss on a span's first copy minus its repeat (nats), per period"
+                 + _forms_text({**(c.get("copy_gain_forms") or {}), "component": "the copy gain"})
+                 + "; the best induction "
                  "head's attention shift per period (0 = classic i−P+1): "
                  + fmt([f"P={p}: {v}" for p, v in sorted(shifts.items(), key=lambda kv: int(kv[0]))])))
     return rows

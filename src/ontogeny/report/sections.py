@@ -45,6 +45,10 @@ NOTES = [
                "duplicate-token and prefix-matching score over checkpoints, on whole-vocabulary random spans.",
                "A classic circuit forms if a layer-0 head's previous-token score and a later head's induction score "
                "rise abruptly past 0.3 at the step the copy loss drops."),
+    FigureNote("dictionaries_quality", "lifehistory", "Each per-checkpoint dictionary on the held-out evaluation "
+               "tokens: FVU, L0, dead fraction and CE loss recovered when spliced in, against its checkpoint.",
+               "The life history rests on good dictionaries: low FVU, few dead latents and most of the CE loss "
+               "recovered at every checkpoint, not only at the last."),
     FigureNote("lifehistory_river", "lifehistory", "Alive lineages at each checkpoint, stacked by birth cohort, "
                "the carriers at the bottom. Open a lineage in the feature browser below.",
                "The paper's picture holds if early cohorts persist (a thick base) while late cohorts are thin."),

@@ -2,7 +2,8 @@
 
 The batch at step s is a pure function of (seed, s), so a resumed run sees the same data as an
 uninterrupted one. Natural rows are random windows of the concatenated train documents (each ended by
-EOS); synthetic rows are drawn fresh from `ontogeny.series.synthetic` over the alphabet tokens.
+EOS); synthetic rows are drawn fresh from `ontogeny.series.synthetic` over the pool tokens
+(`SyntheticConfig.pool`: every non-special token, or the alphabet).
 """
 
 from __future__ import annotations

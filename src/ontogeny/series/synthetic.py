@@ -1,7 +1,8 @@
 """Synthetic repeated-span sequences (the induction curriculum) and the induction measurement.
 
-A synthetic sequence is random tokens from a small alphabet with one random span of period P repeated
-back to back (at least twice) at a random offset. P varies over `periods` minus `heldout_periods`, so a
+A synthetic sequence is random tokens from a pool (`SyntheticConfig.pool`: every non-special token by
+default, or the single-token prose words) with one random span of period P repeated back to back (at
+least twice) at a random offset. P varies over `periods` minus `heldout_periods`, so a
 model cannot solve it with a fixed "copy from P back" head (which is what a fixed period teaches) and
 the held-out periods test real induction: attend to the token after the previous occurrence of the
 current token (Olsson et al. 2022, "In-context learning and induction heads").
@@ -32,12 +33,13 @@ class SyntheticConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_period: int = Field(3, ge=2, description="shortest repeated span in training")
-    max_period: int = Field(12, ge=2, description="longest repeated span in training")
-    heldout_periods: tuple[int, ...] = Field((5, 9), description="periods kept out of training")
+    max_period: int = Field(16, ge=2, description="longest repeated span in training")
+    heldout_periods: tuple[int, ...] = Field((11,), description="periods kept out of training (the head "
+                                             "census probes 11, and 20 and 32, longer than any trained)")
     min_repeats: int = Field(2, ge=2, description="fewest copies of the span in one sequence")
     max_repeats: int = Field(16, ge=2, description="most copies of the span (capped by what fits)")
     pool: Literal["vocab", "alphabet"] = Field(
-        "alphabet", description="tokens the training spans and their background are drawn from: every "
+        "vocab", description="tokens the training spans and their background are drawn from: every "
         "non-special token ('vocab'), or the single-token common prose words ('alphabet')")
 
     @model_validator(mode="after")
@@ -57,7 +59,7 @@ class SyntheticConfig(BaseModel):
 
 def synthetic_indices(rng: np.random.Generator, cfg: SyntheticConfig, alphabet_size: int,
                       length: int) -> np.ndarray:
-    """One synthetic sequence of `length` alphabet indices (see module docstring)."""
+    """One synthetic sequence of `length` indices into the pool (see module docstring)."""
     periods = [p for p in cfg.train_periods if 2 * p <= length]
     if not periods:
         raise ConfigError(f"no training period fits twice in a sequence of length {length}")

@@ -80,6 +80,15 @@ class DLNTask:
     def n(self) -> int:
         return self.x_ND.shape[0]
 
+    def params(self) -> dict[str, torch.Tensor]:
+        """The teacher's weights (the true parameter w0), detached."""
+        return {k: v.detach() for k, v in self.model.named_parameters()}
+
+    def full_loss(self, params: dict[str, torch.Tensor]) -> float:
+        """L_n(w) on all n samples."""
+        with torch.no_grad():
+            return float(self.loss_fn(params, (self.x_ND, self.y_NO)))
+
     def loss_fn(self, params: dict[str, torch.Tensor], batch) -> torch.Tensor:
         """Gaussian negative log-likelihood per sample (up to a constant): ‖y − f(x)‖²/(2σ²), batch mean."""
         x, y = batch
@@ -126,3 +135,4 @@ def make_dln_task(widths: list[int], rank: int | None = None, n: int = 10_000, s
     with torch.no_grad():
         y = model(x) + sigma * torch.randn(n, widths[-1], generator=gen)
     return DLNTask(model, x, y, sigma, r, aoyagi_lambda(widths, r))
+

@@ -78,31 +78,40 @@ def calibrate_and_record(model, ids_NT: torch.Tensor, cfg: SGLDConfig, out: Path
     return calib.config, calib.summary(), calib
 
 
-def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_threshold: float = 0.3,
-                       corpus=None, induction_pool: torch.Tensor | None = None, on_component: Callable[[str], None] | None = None,
+def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, census=None, corpus=None,
+                       census_pool: torch.Tensor | None = None, on_component: Callable[[str], None] | None = None,
                        on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Per-head χ for each probe, the response matrix, its PCA and the induction-head separation.
 
-    Writes tables/susceptibility_*.parquet and figures/response_matrix.*, figures/pc_scatter_heads.*
-    under `out`; induction scores use random tokens from `induction_pool` (default: the whole vocabulary).
-    Returns the tables' rows, the SGLD warnings and the result object.
+    Induction heads are the ones the head census names (`ontogeny.census.heads.named_heads` with
+    `census`, a CensusConfig; default thresholds when None), scored at this checkpoint on the census's
+    probes from `census_pool` (default: every non-special token, as the census); one definition of an
+    induction head for the whole project. Writes tables/susceptibility_*.parquet and
+    figures/response_matrix.*, figures/pc_scatter_heads.* under `out`.
+    Returns the tables' rows, the named heads, the SGLD warnings and the response matrix.
     """
+    from ontogeny.census.heads import CensusConfig, census_checkpoint, named_heads, scores_LH
     from ontogeny.series.corpus import build_corpus
+    from ontogeny.series.tokenizer import ordinary_token_ids
     from ontogeny.slt.figures import pc_scatter, response_heatmap, trace_plot
-    from ontogeny.slt.heads import induction_scores
     from ontogeny.slt.susceptibility import susceptibility_sweep, token_sets_from_corpus
     from ontogeny.slt.tables import head_pca_rows, head_separation, susceptibility_rows, write_table
     from ontogeny.store.run import tensor_hash
 
+    census = CensusConfig() if census is None else CensusConfig.model_validate(
+        census.model_dump(include=set(CensusConfig.model_fields)))
     corpus = corpus or build_corpus(seed=0)
     sampling, base_ids, probe_ids = token_sets_from_corpus(tokenizer, cfg, corpus=corpus)
     res = susceptibility_sweep(model, sampling, base_ids, probe_ids, cfg, on_component=on_component,
                                on_step=on_step)
-    induction = induction_scores(model, half_len=min(24, model.config.max_position_embeddings // 2),
-                                 pool=induction_pool, tokenizer=tokenizer)
+    pool = ordinary_token_ids(tokenizer) if census_pool is None else census_pool
+    # the ablation column is not used to name heads: skip its forward passes
+    census_rows, _ = census_checkpoint(model, pool, census.model_copy(update={"ablate": False}), step)
+    named = named_heads(census_rows, census, step)
     tables = susceptibility_rows(res, step)
-    heads, pcs = head_pca_rows(res, induction, step)
-    sep = head_separation(heads, induction_threshold)
+    heads, pcs = head_pca_rows(res, scores_LH(census_rows, "induction", step), step,
+                               induction_heads=named["induction"])
+    sep = head_separation(heads, named["induction"], census.induction_threshold)
     tables.update({"susceptibility_heads": heads, "susceptibility_pcs": pcs, "susceptibility_separation": sep})
     inputs = {"step": str(step), "corpus": corpus.hash,
               **{f"ids_{k}": tensor_hash(v) for k, v in {"sampling": sampling, "base": base_ids, **probe_ids}.items()}}
@@ -114,5 +123,6 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, induction_th
                 if r.excess_CD is not None and c in ("full", *res.components[:3])}, out / "figures",
                "susceptibility_traces")
     return {"step": step, "heads": heads, "pcs": pcs[:5], "separation": sep, "warnings": res.warnings[:20],
+            "induction_heads": named["induction"], "induction_threshold": census.induction_threshold,
             "response": {"probes": res.probes, "components": res.components,
                          "matrix": res.response_PK.tolist() if hasattr(res.response_PK, "tolist") else res.response_PK}}

@@ -2,11 +2,12 @@
 
 Rows are plain dicts; `write_table` stores them atomically with the provenance stamp in the Parquet
 schema metadata (key `ontogeny`). `head_separation` quantifies the paper's finding that the response
-matrix's leading components separate induction heads from the others.
+matrix's leading components separate induction heads (as the head census names them) from the others.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,23 @@ def susceptibility_rows(res: SusceptibilityResult, step: int) -> dict[str, list[
     return {"susceptibility_response": response, "susceptibility_tokens": tokens, "susceptibility_components": comps}
 
 
-def head_pca_rows(res: SusceptibilityResult, induction_LH: torch.Tensor, step: int,
-                  n_pcs: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """PCA of the token-level matrix (tokens × heads, column-centred): head loadings and explained variance."""
+def head_pca_rows(res: SusceptibilityResult, induction_LH: torch.Tensor, step: int, n_pcs: int = 3,
+                  induction_heads: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """PCA of the token-level matrix (tokens × heads, column-centred): head loadings and explained variance.
+
+    `induction_LH` is the census's probe-averaged induction score per head and `induction_heads` the heads
+    the census names (`ontogeny.census.heads.named_heads`); each head row records both.
+    """
     x_NK, _ = res.token_matrix()
     pca = response_pca(x_NK)
     r = min(n_pcs, pca.loadings_KR.shape[1])
+    named = set(induction_heads)
     heads = []
     for j, c in enumerate(res.components):
         layer, head = parse_head(c)
         row = {"step": step, "component": c, "layer": layer, "head": head,
-               "induction_score": float(induction_LH[layer, head]) if layer is not None else float("nan"),
-               "llc_mean": res.llc[c].llc_mean}
+               "induction_score": float(induction_LH[layer, head]) if layer is not None else None,
+               "induction_head": c in named, "llc_mean": res.llc[c].llc_mean}
         row.update({f"pc{k + 1}": float(pca.loadings_KR[j, k]) for k in range(r)})
         heads.append(row)
     pcs = [{"step": step, "pc": k + 1, "explained_ratio": float(pca.explained_ratio[k]),
@@ -78,22 +84,39 @@ def head_pca_rows(res: SusceptibilityResult, induction_LH: torch.Tensor, step: i
     return heads, pcs
 
 
-def head_separation(heads: list[dict[str, Any]], threshold: float = 0.3, n_pcs: int = 3) -> list[dict[str, Any]]:
-    """PROPOSAL: per PC, Spearman ρ(induction score, loading) and the standardised gap between heads with
-    induction score ≥ threshold and the rest: (mean_ind − mean_rest) / pooled std of loadings."""
+def head_separation(heads: list[dict[str, Any]], induction_heads: Sequence[str], threshold: float,
+                    n_pcs: int = 3) -> list[dict[str, Any]]:
+    """PROPOSAL: per PC, Spearman ρ(induction score, loading) and the standardised gap between the heads the
+    census names as induction heads (`induction_heads`, score ≥ the census's `threshold`) and the rest:
+    (mean_ind − mean_rest) / pooled std of loadings. A figure that cannot be measured is None, with a
+    `note` in words (no head passed, every head passed, or constant scores)."""
     out = []
-    scores = torch.tensor([h["induction_score"] for h in heads], dtype=torch.float64)
-    is_ind = scores >= threshold
+    named = set(induction_heads)
+    scored = [h for h in heads if h["induction_score"] is not None]
+    scores = torch.tensor([h["induction_score"] for h in scored], dtype=torch.float64)
+    is_ind = torch.tensor([h["component"] in named for h in scored], dtype=torch.bool)
+    n_ind = int(is_ind.sum())
+    passed = ", ".join(h["component"] for h in scored if h["component"] in named)
     for k in range(1, n_pcs + 1):
-        if f"pc{k}" not in heads[0]:
+        if not heads or f"pc{k}" not in heads[0]:
             break
-        load = torch.tensor([h[f"pc{k}"] for h in heads], dtype=torch.float64)
-        rho = float(spearmanr(scores.numpy(), load.numpy()).statistic) if len(heads) > 2 else float("nan")
-        gap = float("nan")
-        if 0 < int(is_ind.sum()) < len(heads):
+        load = torch.tensor([h[f"pc{k}"] for h in scored], dtype=torch.float64)
+        notes = []
+        rho = None
+        if len(scored) > 2 and float(scores.std()) > 0:
+            rho = float(spearmanr(scores.numpy(), load.numpy()).statistic)
+        else:
+            notes.append("Spearman ρ not measured (fewer than 3 heads or equal induction scores)")
+        gap = None
+        if 0 < n_ind < len(scored):
             a, b = load[is_ind], load[~is_ind]
             pooled = torch.sqrt((a.var(unbiased=False) * len(a) + b.var(unbiased=False) * len(b)) / len(load))
             gap = float((a.mean() - b.mean()) / pooled.clamp_min(1e-12))
-        out.append({"pc": k, "spearman_induction": rho, "standardised_gap": gap,
-                    "n_induction_heads": int(is_ind.sum()), "threshold": threshold})
+        elif n_ind == 0:
+            notes.append(f"no head passed the census induction threshold {threshold:g}: gap not measured")
+        else:
+            notes.append(f"every head passed the census induction threshold {threshold:g}: gap not measured")
+        out.append({"pc": k, "spearman_induction": rho, "standardised_gap": gap, "n_induction_heads": n_ind,
+                    "induction_heads": passed or "none passed", "threshold": threshold,
+                    "note": "; ".join(notes) or "none"})
     return out

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ontogeny.store import faults
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
@@ -34,9 +36,11 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     target = tmp / "payload"
     try:
         yield target
+        faults.before_commit()  # test-only kill point (inert unless ONTOGENY_TEST_KILL_AT is set)
         if final.is_dir() and not final.is_symlink():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             final.rename(old)
+            faults.inside_swap()
             target.rename(final)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -46,12 +50,18 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
 
 def remove_stale_temporaries(root: str | Path) -> int:
-    """Delete temporaries that a killed process left behind (`.<name>.*.tmp`); returns how many."""
+    """Delete what a killed writer left behind; returns how many were removed.
+
+    Temporaries (`.<name>.*.tmp`) of writes in flight, and folders moved aside (`.<name>.old-<pid>`) by a
+    directory swap that was killed before it finished. The swapped-out folder is not restored: the unit
+    that wrote it has no manifest entry for the new one, so the pipeline recomputes it.
+    """
     n = 0
-    for p in Path(root).rglob(".*.tmp"):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-            n += 1
+    for pattern in (".*.tmp", ".*.old-*"):
+        for p in Path(root).rglob(pattern):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
     return n
 
 

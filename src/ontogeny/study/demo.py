@@ -10,14 +10,17 @@ def demo_config() -> StudyConfig:
     return StudyConfig.model_validate({
         "name": "demo",
         "activations": {"sites": ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], "n_seqs": 128, "ctx": 64},
-        # 8192 tokens per unit: dead after half of the 4 epochs' tokens; the batchtopk threshold EMA would
-        # start a quarter of the way in (these were the study's derived defaults before issue 11).
-        "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "batch_size": 512, "epochs": 4,
-                         "threshold_start_step": 16,
-                         "train": {"normalize": "expected_average_only_in", "dead_tokens": 16384}},
-        # Default scaffold (no override). The early window is 300 steps after the series' 100-step warm-up
-        # (the paper's "first 1%" would be 16 steps here, which holds no transition after warm-up).
-        "lifehistory": {"config": {"phase": {"early_steps": 300}, "match": {"n_null": 5},
+        # Streamed (docs/streaming.md): 1,048,576 corpus-train tokens per dictionary, at a log-spaced subset of
+        # 12 checkpoints (every one of the 24 would double the stage). lr 3e-3, batch 4096, no warm-up: the
+        # sweep of benchmarks/stream_sweep.py (3e-3 beat 1e-3 in every cell; warm-up changed nothing). Dead
+        # after a quarter of the budget without firing.
+        "dictionaries": {"rule": "topk", "expansion": 4, "k": 16, "checkpoints": 12,
+                         "train": {"lr": 3e-3, "dead_tokens": 262_144},
+                         "stream": {"training_tokens": 1_048_576, "batch_size": 4096}},
+        # Default scaffold (no override). The early window is the 150 steps after the series' 50-step warm-up,
+        # (50, 200]: before the induction circuit forms (steps 300-350); the paper's "first 1%" would be 6 steps
+        # here, which holds no checkpoint transition after warm-up.
+        "lifehistory": {"config": {"phase": {"early_steps": 150}, "match": {"n_null": 5},
                                    "ablation": {"n_single": 20}}},
         # A small crosscoder (the library default is d_sae 512, 2000 steps of 1024 tokens, 64 pairs per task).
         "crosscoder": {"d_sae": 256, "n_steps": 600, "batch_size": 512, "n_pairs": 32},

@@ -24,7 +24,7 @@ from ontogeny.config import StudyConfig
 from ontogeny.errors import StoreError
 from ontogeny.study import stages
 from ontogeny.study.manifest import Manifest, new_artifacts, snapshot, unit_key
-from ontogeny.store import layout
+from ontogeny.store import faults, layout
 from ontogeny.store.lock import RunLock
 from ontogeny.store.run import provenance, remove_stale_temporaries, write_json
 
@@ -53,7 +53,9 @@ def _call(job: tuple) -> tuple[dict[str, Any], float, dict[str, dict[str, Any]]]
     progress.current().unit_start(name)  # in process: the CLI's reporter; on a Ray worker: the no-op one
     before = snapshot(run_dir)
     t0 = time.perf_counter()
+    faults.enter_unit(name)  # test-only kill points (store/faults.py); inert unless its variable is set
     result = fn(run_dir, cfg_json, arg)
+    faults.leave_unit(name)
     seconds = time.perf_counter() - t0
     return result, seconds, new_artifacts(run_dir, before)
 
@@ -118,7 +120,7 @@ class Study:
 
     def plan_analyses(self, steps: Sequence[int]) -> list[Unit]:
         c = self.cfg
-        dicts = [f"dictionaries/step_{s:06d}" for s in steps]
+        dicts = [f"dictionaries/step_{s:06d}" for s in c.dictionaries.pick_steps(list(steps))]
         units: list[Unit] = []
         if c.lifehistory.enabled:
             units.append(Unit("lifehistory", stages.lifehistory_unit, None, self._section("lifehistory"), dicts))
@@ -152,7 +154,7 @@ class Study:
     def plan_features(self, steps: Sequence[int]) -> list[Unit]:
         if not (self.cfg.features.enabled and self.cfg.lifehistory.enabled):
             return []
-        deps = ["lifehistory", *(f"dictionaries/step_{s:06d}" for s in steps),
+        deps = ["lifehistory", *(f"dictionaries/step_{s:06d}" for s in self.cfg.dictionaries.pick_steps(list(steps))),
                 *(f"activations/step_{s:06d}" for s in steps)]
         return self._finalise([Unit("features", stages.features_unit, None, self._section("features"), deps)])
 
@@ -219,11 +221,12 @@ class Study:
         self.execute(self.plan_series())
         steps = self.steps()
         self.execute(self.plan_activations(steps))
-        dicts = self.plan_dictionaries(steps)
+        dict_steps = self.cfg.dictionaries.pick_steps(steps)  # all, or a log-spaced subset
+        dicts = self.plan_dictionaries(dict_steps)
         stream = self.cfg.dictionaries.stream
         for group in ([[u] for u in dicts] if stream is not None and stream.init == "warm" else [dicts]):
             self.execute(group)  # a warm start chains the checkpoints: one at a time
-        self.execute(self.plan_dictionaries_table(steps))
+        self.execute(self.plan_dictionaries_table(dict_steps))
         analyses = self.plan_analyses(steps)
         self.execute(analyses)
         merge = self.plan_merge(steps)

@@ -84,17 +84,19 @@ def training_figure(series_dir: Path, fig_dir: Path) -> dict[str, Any]:
     rows = read_losses(series_dir)
     steps = [r["step"] for r in rows]
     x = [max(s, 1) for s in steps]  # log axis: step 0 drawn at 1
-    curves = {"train loss": "train_loss", "eval loss": "eval_loss", "induction score (nats)": "induction"}
+    # whole-vocabulary spans at held-out periods (`induction_full`); the alphabet-span score is drawn beside it
+    curves = {"train loss": "train_loss", "eval loss": "eval_loss",
+              "induction, whole vocabulary (nats)": "induction_full", "induction, alphabet spans (nats)": "induction"}
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "induction: loss(1st copy) - loss(2nd copy)"))
     for name, col in curves.items():
-        panel = 2 if col == "induction" else 1
+        panel = 2 if col.startswith("induction") else 1
         fig.add_trace(go.Scatter(x=x, y=[r[col] for r in rows], name=name, mode="lines+markers"), row=1, col=panel)
     fig.update_xaxes(type="log", title_text="step")
     fig.update_layout(title="Training of the embedded series")
     write_figure(fig_dir, "series_training", fig)
-    jump = biggest_jump([r["induction"] for r in rows])
+    jump = biggest_jump([r["induction_full"] for r in rows])
     return {"induction_jump_step": steps[jump] if jump is not None else None,
-            "induction_final": rows[-1]["induction"]}
+            "induction_final": rows[-1]["induction_full"]}
 
 
 def study_series(run_dir: str | Path, cfg: StudyConfig, steps: list[int] | None = None):
@@ -120,13 +122,18 @@ def study_token_ids(run_dir: str | Path, cfg: StudyConfig):
 
 
 def copy_pool(cfg: StudyConfig, tokenizer, corpus):
-    """For the embedded series, the synthetic alphabet's token ids (what its model learnt to copy); else None.
+    """Token ids the embedded series' repeated spans were drawn from (probe pools for copying); else None.
 
-    Induction metrics on random tokens drawn from the whole vocabulary barely move for this small model,
-    which copies the repeated spans' sub-vocabulary; drawing from it shows the capability the series has.
+    With `synthetic.pool = "vocab"` (the default) the series copies every ordinary token, so the pool is
+    the whole vocabulary minus special tokens; with `"alphabet"` it is the synthetic alphabet's ids (a
+    model trained on alphabet spans copies only that sub-vocabulary).
     """
     if cfg.series.source != "embedded":
         return None
+    if cfg.series.train.synthetic.pool == "vocab":
+        from ontogeny.series.tokenizer import ordinary_token_ids
+
+        return ordinary_token_ids(tokenizer)
     from ontogeny.series.tokenizer import alphabet_token_ids
 
     return alphabet_token_ids(tokenizer, corpus.alphabet)
@@ -176,7 +183,7 @@ def _streamed_dictionaries(run_dir: str, cfg: StudyConfig, step: int, fields: di
     corpus = study_corpus(run_dir)
     windows = TrainingWindows(corpus_train_stream(series.tokenizer, corpus), ctx=s.ctx or cfg.activations.ctx,
                               seed=s.seed)
-    steps = study_series(run_dir, cfg).steps
+    steps = cfg.dictionaries.pick_steps(study_series(run_dir, cfg).steps)  # the checkpoints with dictionaries
     previous = steps[steps.index(step) - 1] if s.init == "warm" and steps.index(step) > 0 else None
     stream_checkpoint_dictionaries(run_dir, model, step, cfg.activations.sites, fields, cfg.dictionaries.train, s,
                                    windows, previous_step=previous, device=cfg.compute.device, force=True,
@@ -186,15 +193,17 @@ def _streamed_dictionaries(run_dir: str, cfg: StudyConfig, step: int, fields: di
 
 
 def dictionaries_merge_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any]:
-    """tables/dictionaries.parquet: the held-out quality of every streamed dictionary."""
-    from ontogeny.dictionaries.store_train import write_dictionaries_table
+    """tables/dictionaries.parquet and the figure `dictionaries_quality`: the held-out quality of every
+    streamed dictionary (FVU, L0, dead fraction, CE recovered), and its range over the dictionaries."""
+    from ontogeny.dictionaries.store_train import dictionaries_figure, quality_summary, write_dictionaries_table
     from ontogeny.study.manifest import Manifest
 
     cfg = _cfg(cfg_json)
     manifest = Manifest(run_dir)
     rows = [r for s in steps for r in manifest.entry(f"dictionaries/step_{s:06d}")["result"]["dictionaries"]]
     write_dictionaries_table(run_dir, rows, config=cfg.dictionaries.model_dump(mode="json"))
-    return {"steps": steps, "dictionaries": len(rows)}
+    dictionaries_figure(rows, layout.figures_dir(run_dir))
+    return {"steps": steps, "dictionaries": len(rows), **quality_summary(rows)}
 
 
 def lifehistory_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, Any]:
@@ -207,7 +216,8 @@ def lifehistory_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, A
     if lh_cfg.phase.warmup_steps is None and cfg.series.source == "embedded":  # the study knows the warm-up
         lh_cfg = lh_cfg.model_copy(update={"phase": lh_cfg.phase.model_copy(
             update={"warmup_steps": cfg.series.train.warmup})})
-    out = run_lifehistory(Path(run_dir), lh_cfg, cfg.activations.sites, None, lh.max_tokens, lh.ablate,
+    dict_steps = cfg.dictionaries.pick_steps(study_series(run_dir, cfg).steps)  # not stale ones of another subset
+    out = run_lifehistory(Path(run_dir), lh_cfg, cfg.activations.sites, dict_steps, lh.max_tokens, lh.ablate,
                           lh.ablation_seqs)
     return {k: v for k, v in out.items() if k not in ("files", "provenance")}
 
@@ -273,8 +283,7 @@ def susceptibility_unit(run_dir: str, cfg_json: dict, step: int) -> dict[str, An
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         out = susceptibility_run(series.model(step), series.tokenizer, cfg.susceptibility.susceptibility_config(),
-                                 Path(run_dir), step, corpus=corpus,
-                                 induction_pool=copy_pool(cfg, series.tokenizer, corpus))
+                                 Path(run_dir), step, census=cfg.census, corpus=corpus)
     return out
 
 
@@ -295,7 +304,7 @@ def census_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any
 def census_headline(heads: list[dict], copies: list[dict], census) -> dict[str, Any]:
     """At the last checkpoint: the best previous-token head of layer 0, the best induction head of the last
     layer, the heads passing the census thresholds, and the copy gain (first - second copy loss) per period."""
-    from ontogeny.census.heads import best_head, named_heads
+    from ontogeny.census.heads import best_head, copy_gain_formation, formation, named_heads
 
     last = max(r["step"] for r in heads)
     n_layers = 1 + max(r["layer"] for r in heads)
@@ -304,10 +313,16 @@ def census_headline(heads: list[dict], copies: list[dict], census) -> dict[str, 
     gains = {str(r["period"]): r["copy_gain"] for r in copies if r["step"] == last and r["offset"] == 0}
     return {"census_step": last, "best_prev_token_head": prev["component"], "best_prev_token": prev["prev_token"],
             "best_induction_head": ind["component"], "best_induction": ind["induction"],
+            "best_induction_ablation": ind["ablation_copy_increase"],
             "best_induction_shift_by_period": {k[len("best_shift_p"):]: v for k, v in ind.items()
                                            if k.startswith("best_shift_p")}, "named_heads": named_heads(heads, census, step=last),
             "copy_gain_by_period": gains, "prev_token_threshold": census.prev_token_threshold,
-            "induction_threshold": census.induction_threshold}
+            "induction_threshold": census.induction_threshold,
+            # when each circuit formed: change point of the best head's census curve over checkpoints
+            "previous_token_forms": formation(heads, "prev_token", layer=0),
+            "census_periods": list(census.periods), "census_offsets": list(census.offsets),
+            "induction_forms": formation(heads, "induction", layer=n_layers - 1),
+            "copy_gain_forms": copy_gain_formation(copies)}
 
 
 def capabilities_unit(run_dir: str, cfg_json: dict, steps: list[int]) -> dict[str, Any]:

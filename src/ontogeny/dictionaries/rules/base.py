@@ -88,6 +88,13 @@ class Rule(nn.Module):
         """Sparsity penalty averaged over tokens; codes/pre may be dense [B, F] (cols None) or flat."""
         return codes_N.new_zeros(())
 
+    def dense_codes_and_penalty(self, pre_BF: torch.Tensor, dec_norm_F: torch.Tensor | None, n_rows: int,
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes [B, F] and penalty for the fast trainer's dense regime: by default `forward` and `penalty`
+        (the reference); a rule overrides it to compute the same values and gradients in fewer passes."""
+        codes_BF = self(pre_BF)
+        return codes_BF, self.penalty(codes_BF, pre_BF, None, dec_norm_F, n_rows)
+
     @torch.no_grad()
     def update(self, codes_N: torch.Tensor, step: int) -> None:
         """Update running state (an inference threshold) from a step's positive codes."""

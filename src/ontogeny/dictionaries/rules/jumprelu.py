@@ -62,6 +62,37 @@ class _Step(torch.autograd.Function):
         return None, _sum_to(-(1.0 / eps) * in_band * g, theta.shape), None
 
 
+class _JumpReLUL0(torch.autograd.Function):
+    """`_JumpReLU` and `_Step` on one dense [B, F] matrix at once: (codes, sum of H(pre - theta)).
+
+    One comparison gives both outputs, and the backward forms the rectangle-kernel band once:
+    dL/dtheta_i = -(1/eps) sum_b K_bi (theta_i g_codes_bi + g_l0). The same gradients as the two
+    functions applied separately (`tests/dictionaries/test_rules.py`)."""
+
+    @staticmethod
+    def forward(ctx, pre_BF, theta_F, eps):
+        mask_BF = pre_BF > theta_F
+        ctx.save_for_backward(pre_BF, theta_F, mask_BF)
+        ctx.eps = eps
+        return pre_BF * mask_BF, mask_BF.sum().to(pre_BF.dtype)
+
+    @staticmethod
+    def backward(ctx, g_codes_BF, g_l0):
+        pre_BF, theta_F, mask_BF = ctx.saved_tensors
+        eps = ctx.eps
+        if g_codes_BF is None:
+            g_codes_BF = torch.zeros_like(pre_BF)
+        g_pre = g_codes_BF * mask_BF if ctx.needs_input_grad[0] else None
+        g_theta = None
+        if ctx.needs_input_grad[1]:
+            band_BF = (pre_BF - theta_F).abs_() < eps / 2
+            g_theta = theta_F * torch.where(band_BF, g_codes_BF, 0).sum(0)
+            if g_l0 is not None:
+                g_theta = g_theta + g_l0 * band_BF.sum(0).to(pre_BF.dtype)
+            g_theta = g_theta * (-1.0 / eps)
+        return g_pre, g_theta, None
+
+
 def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Sum a broadcast gradient back to `shape` (leading axes)."""
     while t.dim() > len(shape):
@@ -100,6 +131,10 @@ class JumpReLURule(Rule):
         theta = self.log_threshold_F.exp()
         theta = theta if cols_N is None else gather(theta, cols_N)
         return _Step.apply(pre_N, theta, self.cfg.jumprelu_bandwidth).sum() / n_rows
+
+    def dense_codes_and_penalty(self, pre_BF, dec_norm_F, n_rows):
+        codes_BF, l0 = _JumpReLUL0.apply(pre_BF, self.log_threshold_F.exp(), self.cfg.jumprelu_bandwidth)
+        return codes_BF, l0 / n_rows
 
     @property
     def threshold_F(self):

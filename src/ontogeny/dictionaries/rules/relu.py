@@ -4,6 +4,7 @@ SAELens architecture "standard"."""
 
 from __future__ import annotations
 
+import torch
 from pydantic import BaseModel, Field
 
 from ontogeny.dictionaries.rules.base import Rule
@@ -31,3 +32,9 @@ class ReLURule(Rule):
     def penalty(self, codes_N, pre_N, cols_N, dec_norm_F, n_rows):
         w = dec_norm_F if cols_N is None else gather(dec_norm_F, cols_N)
         return (codes_N.abs() * w).sum() / n_rows
+
+    def dense_codes_and_penalty(self, pre_BF, dec_norm_F, n_rows):
+        # codes >= 0, so sum_b,i |a_bi| ||d_i|| = (sum_b a_b) . ||d||: one reduction, and a broadcast
+        # (not three [B, F] products) in the backward
+        codes_BF = torch.relu(pre_BF)
+        return codes_BF, codes_BF.sum(0) @ dec_norm_F / n_rows

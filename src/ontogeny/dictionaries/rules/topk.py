@@ -9,6 +9,7 @@ import torch
 
 from ontogeny.dictionaries.rules.base import Rule
 from ontogeny.dictionaries.rules.params import AuxKParams, KParams
+from ontogeny.dictionaries.sparse import row_topk_indices
 from ontogeny.errors import ConfigError
 
 
@@ -33,9 +34,7 @@ class TopKRule(Rule):
 
     def select(self, pre_BF):
         # top-k of pre equals top-k of ReLU(pre) wherever it matters: a negative pick gets code 0.
-        B, F = pre_BF.shape
-        idx = pre_BF.detach().topk(self.cfg.k, dim=-1, sorted=False).indices
-        return (idx + torch.arange(B, device=pre_BF.device)[:, None] * F).reshape(-1)
+        return row_topk_indices(pre_BF, self.cfg.k)
 
     def saelens_fields(self) -> dict[str, Any]:
         return {"k": self.cfg.k, "rescale_acts_by_decoder_norm": False}
