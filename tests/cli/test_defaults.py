@@ -188,8 +188,10 @@ def test_demo_keeps_the_values_it_had_before_one_default_per_knob():
 
     c = demo_config()
     d = c.dictionaries
-    assert (d.k, d.expansion, d.batch_size, d.epochs, d.threshold_start_step) == (16, 4, 512, 4, 16)
-    assert (d.train.normalize, d.train.dead_tokens) == ("expected_average_only_in", 128 * 64 * 4 // 2)
+    # issue 12: the demo's dictionaries are streamed (1M tokens each, 12 log-spaced checkpoints; sweep defaults)
+    assert (d.k, d.expansion, d.checkpoints) == (16, 4, 12)
+    assert (d.stream.training_tokens, d.stream.batch_size, d.train.lr, d.train.lr_warmup_steps,
+            d.train.dead_tokens) == (1_048_576, 4096, 3e-3, 0, 1_048_576 // 4)
     x = c.crosscoder
     assert (x.d_sae, x.n_steps, x.batch_size, x.n_pairs, x.rule, x.lr) == (256, 600, 512, 32, "relu", 1e-3)
     assert (c.llc.n_seqs, c.llc.ctx, c.llc.seed, c.llc.sgld.num_draws) == (128, 64, 0, 30)

@@ -110,6 +110,10 @@ def test_crosscode_from_activation_files_without_models(tmp_path):
     assert len(lat) == 24 and "reldec_class" in lat[0]
     assert not (run / "tables" / f"crosscoder_effects.{tag}.parquet").exists()
     assert (run / "figures" / f"crosscoder_presence.{tag}.json").exists()
+    sp = pq.read_table(run / "tables" / f"crosscoder_sparsity.{tag}.parquet").to_pylist()[0]
+    assert (sp["k"], sp["k_chosen"]) == ("not used", "not used")          # relu: no k
+    res = CliRunner().invoke(app, args + ["--k", "three"])
+    assert res.exit_code == 2 and "--k" in res.output
     # a missing step, then a step with another token count: named errors, nothing written
     bad = tmp_path / "run_bad"
     bad_args = [a if a != str(run) else str(bad) for a in args]

@@ -55,3 +55,18 @@ def test_tolerances_are_parameters():
     loose = _run(KSearch(_cfg(k_search_rel_tol=1.0, k_search_abs_tol=0.0)), power).ok
     assert strict >= 24 and loose < strict / 2
     assert _run(KSearch(_cfg(k_search_max_phases=1)), power).trials[-1]["k"] == 32
+
+
+def test_noise_free_fvu_falling_to_zero_still_ends_phases_and_budget_caps_the_search():
+    """At noise 0 the FVU keeps falling geometrically (never a 5% plateau): phases end on the absolute
+    slack. With too few steps left, the search stops at the smallest k already accepted, not mid-phase."""
+    s = KSearch(_cfg())
+    t = 0
+    while not s.done and t < 5000:
+        s.observe(torch.tensor(1e-3 * 0.97 ** t if s.k >= 3 else 0.3), t, total_steps=10_000)
+        t += 1
+    assert s.done and s.ok == 3 and t < 600, (t, s.trials)
+    s = KSearch(_cfg())
+    for t in range(150):
+        s.observe(torch.tensor(0.01), t, total_steps=200)
+    assert s.done and s.k == s.ok == s.trials[-1]["k"] and s.k < 32

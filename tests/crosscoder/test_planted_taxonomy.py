@@ -52,8 +52,10 @@ def test_presence_classes_recover_planted_histories(k_ckpt, rule, tmp_path):
         assert class_accuracy(raw, W, p, names)["shared"] < 0.9
     rep = diagnose(cc, p.acts_NKD, planted=p)
     if rule == "batchtopk":
-        # the search ends within one of the planted mean L0 (2): k = 1 loses reconstruction, k >= 4 splits
-        assert cc.current_k in (2, 3) and cc.k_search_trials[0]["k"] == min(32, 2 * len(p.present_GK))
+        # the search ends at the planted mean L0 (2) or within a factor 2 of it (its budget is 85% of the
+        # steps, so a short run may stop one bisection early); k = 1 was rejected whenever it was reached
+        assert cc.current_k in (2, 3, 4) and cc.k_search_trials[0]["k"] == min(32, 2 * len(p.present_GK))
+        assert all(not t["accepted"] for t in cc.k_search_trials if t["k"] == 1)
         assert rep.duplicates == 0 and rep.split <= 1, rep.row()
 
 

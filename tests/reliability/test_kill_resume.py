@@ -1,98 +1,167 @@
 """Kill `ontogeny study` (SIGKILL) inside every stage of the tiny study, resume it, and compare with an
 uninterrupted run.
 
-The kills are deterministic: the test-only hook `ontogeny.store.faults` (`ONTOGENY_TEST_KILL_AT=UNIT:POINT`)
-kills the process just before a unit's N-th atomic write is renamed into place, in the middle of a folder
-swap, or after a unit returned but before its manifest entry was written. One run directory is killed
-once per stage, in the order the stages run, each rerun resuming the previous one (13 processes in all),
-so the chain costs about one study plus process starts. After every kill: the process died at the named
-point, nothing it finished is recomputed later (its manifest entry is byte-identical at the end). At the
-end: the last run exits 0, a rerun runs 0 units, no temporary is left, and every output file equals the
-uninterrupted reference (`tiny_study`): table values and column order, tensors, figures' data, cfg.json
-files, the report, once run paths and wall-clock timings are set aside.
+The kills are deterministic: the test-only hook `ontogeny.store.faults`
+(`ONTOGENY_TEST_KILL_AT=UNIT:POINT`) kills the process just before a unit's N-th atomic write is renamed
+into place, in the middle of a folder swap, or after a unit returned but before its manifest entry was
+written. One run directory is killed once per stage, in the order the stages run, each rerun resuming the
+previous one (12 killed runs, then one to finish and one that must find nothing to do). The runs are forks
+of the test process (torch is imported once), except the first and the one that finishes, which are fresh
+`python -m ontogeny study` processes; so the chain costs about one study and a half. On the way, two of
+the issue's injections are made between runs: a checkpoint folder of the finished series is deleted, and
+one activation shard truncated and another poisoned with a NaN; the next run must name them and recompute
+exactly those units and their dependents.
+
+After every kill: the process died at the named point; no unit finished before it was recomputed (its
+manifest entry is byte-identical), except the damaged ones, which were; the unit killed inside has no
+entry; a temporary (or a swapped-aside folder) is what the kill left. At the end: the last run exits 0,
+a rerun runs 0 units, no temporary is left, and every output file equals the uninterrupted reference
+(`tiny_study`): table values and column order, tensors, figures' data, cfg.json files and their key
+order, the report, once the run's path and wall-clock timings are set aside.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
+import signal
 import subprocess
 import sys
+import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
-from ontogeny.commands._common import build_config
-from ontogeny.config import StudyConfig
 from ontogeny.store import layout
 from ontogeny.store.faults import ENV
-from ontogeny.study.demo import tiny_config
 
-# One kill per stage, in the order the tiny study runs its units (stage -> UNIT:POINT). Each POINT lies
-# strictly inside its unit: N counts the unit's atomic writes (series 17, activations 2, dictionaries 1,
-# lifehistory 25, crosscoder 12, susceptibility 9, capabilities 8, llc merge 2, features 27, report 50).
+# One kill per stage, in the order the tiny study runs its units: (stage, UNIT:POINT, damage done before
+# that run). Each POINT lies strictly inside its unit: N counts the unit's atomic writes (series 17,
+# activations 2, dictionaries 1, lifehistory 25, crosscoder 12, susceptibility 9, capabilities 8, llc merge 2,
+# features 27, report 50).
 KILLS = [
-    ("series", "series:9"),  # mid-training: 8 checkpoint folders written inside the series' temporary
-    ("activations", "activations/step_000002:2"),
-    ("dictionaries", "dictionaries/step_000004:end"),  # folder final, no manifest entry
-    ("dictionaries", "dictionaries/step_000004:swap1"),  # its recompute killed with the old folder moved aside
-    ("lifehistory", "lifehistory:12"),
-    ("crosscoder", "crosscoder:6"),
-    ("llc", "llc/step_000040:end"),  # writes no file: its rows live in the manifest entry
-    ("susceptibility", "susceptibility:5"),
-    ("capabilities", "capabilities:4"),
-    ("llc merge", "llc:2"),  # tables/llc.parquet final, the LLC figure not yet
-    ("features", "features:14"),
-    ("report", "report:25"),
+    ("series", "series:9", None),  # mid-training: 8 checkpoint folders written inside the series' temporary
+    ("activations", "activations/step_000002:2", None),
+    # its folder final, no manifest entry
+    ("dictionaries", "dictionaries/step_000004:end", "delete a checkpoint"),
+    ("dictionaries", "dictionaries/step_000004:swap1", None),  # its recompute killed, old folder moved aside
+    ("lifehistory", "lifehistory:12", "truncate a shard, NaN into another"),
+    ("crosscoder", "crosscoder:6", None),
+    ("llc", "llc/step_000040:end", None),  # writes no file: its rows live in the manifest entry
+    ("susceptibility", "susceptibility:5", None),
+    ("capabilities", "capabilities:4", None),
+    ("llc merge", "llc:2", None),  # tables/llc.parquet final, the LLC figure not yet
+    ("features", "features:14", None),
+    ("report", "report:25", None),
 ]
+SITE = "blocks.0.hook_resid_post"
+
+
+def damage(run_dir: Path, what: str) -> tuple[list[str], set[str]]:
+    """Change a finished run behind the study's back, as the issue did; returns the messages the next run
+    must print and the finished units it may recompute (the damaged ones and their dependents)."""
+    if what == "delete a checkpoint":  # everything depends on the series: every finished unit is redone
+        shutil.rmtree(run_dir / "series" / "step_000004")
+        return (["recomputing series: series/step_000004/"],
+                {"series.json", "activations__step_000000.json", "activations__step_000001.json"})
+    shard0 = run_dir / "activations" / "step_000000" / SITE / "shard_0000.safetensors"
+    size = shard0.stat().st_size
+    shard0.write_bytes(shard0.read_bytes()[:100])
+    shard2 = run_dir / "activations" / "step_000002" / SITE / "shard_0000.safetensors"
+    with safe_open(shard2, "pt") as f:
+        acts, meta = f.get_tensor("acts"), f.metadata()
+    acts[3, 1] = float("nan")  # same size, one value poisoned
+    save_file({"acts": acts}, str(shard2), metadata=meta)
+    return ([f"recomputing activations/step_000000: activations/step_000000/{SITE}/shard_0000.safetensors "
+             f"changed size ({size} -> 100 bytes)",
+             f"recomputing activations/step_000002: activations/step_000002/{SITE}/shard_0000.safetensors "
+             f"changed content"],
+            {"activations__step_000000.json", "activations__step_000002.json",
+             "dictionaries__step_000000.json", "dictionaries__step_000002.json"})
+
 
 # Fields that measure the machine, not the study (found by diffing two uninterrupted runs): left out.
 TIMINGS = {"wall_s", "tokens_per_s", "draws_per_s"}
 NOT_OUTPUTS = {layout.STUDY_RECORD, layout.LOCK_FILE, "manifest"}
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
-    raise TypeError(type(v))
+@dataclass
+class Ran:
+    returncode: int  # the exit code, or -signal (-9: SIGKILL)
+    stderr: str  # what the command wrote (stdout and stderr together)
+    seconds: float  # wall clock
+    cpu_s: float  # user + system CPU time of the process
 
 
-def to_toml(d: dict, prefix: str = "") -> list[str]:
-    """A nested config dict as TOML lines (None means "the default": left out)."""
-    scalars = [(k, v) for k, v in d.items() if not isinstance(v, dict) and v is not None]
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars]
-    for k, v in d.items():
-        if isinstance(v, dict):
-            lines += to_toml(v, f"{prefix}.{k}" if prefix else k)
-    return lines
+def study(config: Path, run_dir: Path, kill_at: str | None = None, fresh: bool = False) -> Ran:
+    """`ontogeny study CONFIG --run-dir RUN` in a process of its own, forked from this one (or, `fresh`, a
+    new `python -m ontogeny study`).
 
+    Forked so that torch and transformers are imported once, not 14 times (about 5 s of CPU each); the
+    child runs the real command line (`ontogeny.cli.app`) with its own stdout/stderr, exit code and death.
+    A fork inherits this process's hash seed and caches, so the chain's first and last runs are fresh
+    interpreters: what they compute must not depend on either.
+    """
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = run_dir.parent / f"{len(list(run_dir.parent.glob('*.run.log')))}.run.log"
+    t0 = time.perf_counter()
+    if fresh:
+        env = {k: v for k, v in os.environ.items() if k not in (ENV, "PYTHONHASHSEED")}
+        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **({ENV: kill_at} if kill_at else {})})
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(log, "w") as fh:
+            cmd = [sys.executable, "-m", "ontogeny", "study", str(config), "--run-dir", str(run_dir)]
+            proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=600)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return Ran(proc.returncode, log.read_text(), time.perf_counter() - t0, cpu)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)
+            os.environ.pop(ENV, None)
+            if kill_at:
+                os.environ[ENV] = kill_at
+            from ontogeny.cli import app
 
-def study(config: Path, run_dir: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    """`ontogeny study CONFIG --run-dir RUN` as a user runs it (one torch thread, like the reference)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop(ENV, None)
-    if kill_at:
-        env[ENV] = kill_at
-    return subprocess.run([sys.executable, "-m", "ontogeny", "study", str(config), "--run-dir", str(run_dir)],
-                          env=env, capture_output=True, text=True, timeout=600)
+            try:
+                app(["study", str(config), "--run-dir", str(run_dir)], prog_name="ontogeny")
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    except BaseException:  # the test timed out or was interrupted: leave no study running
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return Ran(os.waitstatus_to_exitcode(status), log.read_text(), time.perf_counter() - t0,
+               usage.ru_utime + usage.ru_stime)
 
 
 def entries(run_dir: Path) -> dict[str, tuple[bytes, int]]:
     """Each finished unit's manifest entry: (bytes, mtime_ns)."""
     root = layout.manifest_dir(run_dir)
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.glob("*.json")} if root.exists() else {}
+    if not root.exists():
+        return {}
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.glob("*.json")}
 
 
 def leftovers(run_dir: Path) -> list[str]:
@@ -109,7 +178,7 @@ def outputs(run_dir: Path) -> list[str]:
 def _norm(obj, run_dir: Path):
     """JSON content with the run's own path replaced and the timing fields left out."""
     if isinstance(obj, dict):
-        return {k: _norm(v, run_dir) for k, v in obj.items() if k not in TIMINGS}
+        return {_norm(k, run_dir): _norm(v, run_dir) for k, v in obj.items() if k not in TIMINGS}
     if isinstance(obj, list):
         return [_norm(v, run_dir) for v in obj]
     if isinstance(obj, str):
@@ -160,27 +229,33 @@ def same_output(a: Path, b: Path, rel: str) -> str | None:
     if da == db:
         return None
     try:
-        return None if da.decode().replace(str(a), "<run>") == db.decode().replace(str(b), "<run>") else "bytes differ"
+        same = da.decode().replace(str(a), "<run>") == db.decode().replace(str(b), "<run>")
+        return None if same else "bytes differ"
     except UnicodeDecodeError:
         return "bytes differ"
 
 
 @pytest.mark.slow
-def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tmp_path):
-    ref = tiny_study[0]
-    config = tmp_path / "tiny.toml"
-    config.write_text("\n".join(to_toml(tiny_config().model_dump(mode="json", exclude_defaults=True))) + "\n")
-    assert build_config(StudyConfig, config) == tiny_config()  # the TOML is the tiny study
+@pytest.mark.timeout(1200)  # about 1 min on 2 idle cores; the margin is for a loaded machine
+def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tiny_toml, tmp_path):
+    ref, config = tiny_study[0], tiny_toml
     run_dir = tmp_path / "kill" / ref.name  # same folder name as the reference (the report shows it)
 
     finished: dict[str, tuple[bytes, int]] = {}
-    for stage, point in KILLS:
-        res = study(config, run_dir, kill_at=point)
-        assert res.returncode == -9, f"{stage}: not killed at {point} (exit {res.returncode}):\n{res.stderr[-3000:]}"
-        assert f"ontogeny test hook: SIGKILL at {point}" in res.stderr, stage
+    runs: list[tuple[str, Ran]] = []
+    for stage, point, what in KILLS:
+        must_say, may_redo = damage(run_dir, what) if what else ([], set())
+        res = study(config, run_dir, kill_at=point, fresh=not runs)
+        runs.append((point, res))
+        assert res.returncode == -9, f"{stage}: not killed at {point} ({res.returncode}):\n{res.stderr[-3000:]}"
+        said = "".join(res.stderr.split())
+        for text in [f"ontogeny test hook: SIGKILL at {point}", *must_say]:
+            assert "".join(text.split()) in said, f"{stage}: no {text!r} in\n{res.stderr[-3000:]}"
         now = entries(run_dir)
         for name, entry in finished.items():  # nothing finished before was recomputed by this run
-            assert now.get(name) == entry, f"{name} was recomputed by the run killed at {point}"
+            assert name in may_redo or now.get(name) == entry, f"{name} recomputed by the run killed at {point}"
+        for name in may_redo:
+            assert now.get(name) != finished[name], f"{name} was damaged but not recomputed"
         unit = point.split(":")[0]
         assert layout.manifest_entry(run_dir, unit).name not in now, f"{unit} recorded although killed inside"
         if point.endswith(":swap1"):
@@ -189,7 +264,8 @@ def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tmp_path
             assert leftovers(run_dir), f"the kill at {point} left no temporary"
         finished = now
 
-    res = study(config, run_dir)
+    res = study(config, run_dir, fresh=True)
+    runs.append(("(to the end)", res))
     assert res.returncode == 0, res.stderr[-3000:]
     now = entries(run_dir)
     for name, entry in finished.items():
@@ -199,6 +275,9 @@ def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tmp_path
     assert leftovers(run_dir) == []
 
     again = study(config, run_dir)
+    runs.append(("(nothing to do)", again))
+    print("\n".join(f"{p:32s} {r.seconds:6.1f} s wall {r.cpu_s:6.1f} s cpu" for p, r in runs),
+          f"\ntotal {sum(r.seconds for _, r in runs):.1f} s wall, {sum(r.cpu_s for _, r in runs):.1f} s cpu")
     assert again.returncode == 0 and "ran 0 units" in " ".join(again.stderr.split()), again.stderr[-2000:]
     assert entries(run_dir) == now
 
@@ -208,14 +287,12 @@ def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tmp_path
 
 
 def test_the_comparison_sees_a_reordered_table_and_a_changed_value(tiny_study, tmp_path):
-    """`same_output` is what the kill test trusts: it must catch column order, values, tensors, cfg.json order."""
-    import shutil
-
+    """`same_output` is what the kill test trusts: it must see column order, values, tensors, cfg.json order."""
     import pyarrow as pa
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    ref = tiny_study[0]
-    run = Path(shutil.copytree(ref, tmp_path / "copy" / ref.name))
+    ref = Path(shutil.copytree(tiny_study[0], tmp_path / "a" / "run"))  # (copies: the paths inside stay the
+    run = Path(shutil.copytree(tiny_study[0], tmp_path / "b" / "run"))  # reference's, the same in both)
     assert all(same_output(ref, run, rel) is None for rel in outputs(ref))
     name = next(p for p in outputs(ref) if p.startswith("tables/crosscoder_training"))
     t = pq.read_table(run / name)
@@ -225,11 +302,15 @@ def test_the_comparison_sees_a_reordered_table_and_a_changed_value(tiny_study, t
                    .replace_schema_metadata(t.schema.metadata), run / name)
     assert "differs" in same_output(ref, run, name)
     weights = "dictionaries/step_000004/blocks.0.hook_resid_post/sae_weights.safetensors"
+    with safe_open(run / weights, "pt") as f:
+        meta = f.metadata()
     tensors = load_file(run / weights)
     key = sorted(tensors)[0]
+    save_file(tensors, str(run / weights), metadata=meta)
+    assert same_output(ref, run, weights) is None  # rewritten, same values
     tensors[key] = tensors[key] + 1e-6
-    save_file(tensors, str(run / weights))
-    assert "differ" in same_output(ref, run, weights)
+    save_file(tensors, str(run / weights), metadata=meta)
+    assert same_output(ref, run, weights) == f"tensors [{key!r}] differ"
     cfg = "dictionaries/step_000004/blocks.0.hook_resid_post/cfg.json"
     data = json.loads((run / cfg).read_text())
     (run / cfg).write_text(json.dumps(dict(reversed(list(data.items())))))

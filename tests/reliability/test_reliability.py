@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from ontogeny.cli import app
 from ontogeny.errors import SeriesError, SiteError, StoreError
 from ontogeny.store.lock import RunLock
+from ontogeny.store.run import file_hash
 from ontogeny.store.tables import query, write_table
 from ontogeny.study.demo import tiny_config
 from ontogeny.study.manifest import new_artifacts, snapshot, verify_artifacts
@@ -30,6 +31,22 @@ runner = CliRunner()
 
 def _out(res) -> str:
     return " ".join(res.output.split())  # rich wraps long lines
+
+
+def _has(res, text: str) -> bool:
+    """`text` is in the command's output (rich wraps long lines, even inside a path: compared without spaces)."""
+    return "".join(str(text).split()) in "".join(res.output.split())
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file under `root` with its content hash: what is on disk, to compare before and after."""
+    return {str(p.relative_to(root)): file_hash(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _copy(run: Path, dst: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, dst))
 
 
 # -- one process per run directory -------------------------------------------------------------------
@@ -61,9 +78,10 @@ def test_study_command_refuses_a_held_run_dir_and_writes_nothing(tmp_path):
     run.mkdir()
     (tmp_path / "s.toml").write_text("[series.train]\nn_steps = 5\n")
     with RunLock(run):
+        (run / ".features.json.x1y2.tmp").mkdir()  # the holder's write in flight
         res = runner.invoke(app, ["study", str(tmp_path / "s.toml"), "--run-dir", str(run)])
     assert res.exit_code == 2 and f"in use by process {os.getpid()}" in _out(res)
-    assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert sorted(p.name for p in run.iterdir()) == [".features.json.x1y2.tmp", ".lock"]  # not deleted
 
 
 # -- validate before writing ----------------------------------------------------------------------------
@@ -155,9 +173,12 @@ def run_with_tables(tmp_path) -> Path:
 ])
 def test_query_has_no_file_access(run_with_tables, sql):
     out = run_with_tables.parent
+    before = _files(out)
     with pytest.raises(StoreError, match="query failed"):
         query(run_with_tables, sql.format(out=out))
-    assert not (out / "inj.csv").exists() and not (out / "other.db").exists()
+    res = runner.invoke(app, ["query", sql.format(out=out), "--run-dir", str(run_with_tables)])
+    assert res.exit_code == 2 and _has(res, "error: query failed") and "Traceback" not in res.output
+    assert _files(out) == before  # no inj.csv, no other.db
     assert query(run_with_tables, "SELECT sum(llc_mean) AS s FROM llc") == (["s"], [(4.0,)])
 
 
@@ -176,12 +197,14 @@ def test_a_table_named_like_sql_stays_a_name(run_with_tables):
 
 def test_a_corrupt_table_is_named_and_the_others_still_answer(run_with_tables):
     (run_with_tables / "tables" / "events.parquet").write_bytes(b"PAR1 truncated")
+    before = _files(run_with_tables.parent)
     assert query(run_with_tables, "SELECT count(*) FROM llc")[1] == [(2,)]
     with pytest.raises(StoreError, match=r"events\.parquet is not a readable Parquet file"):
         query(run_with_tables, "SELECT * FROM events")
     res = runner.invoke(app, ["query", "SELECT * FROM events", "--run-dir", str(run_with_tables)])
-    assert res.exit_code == 2 and "events.parquet is not a readable Parquet file" in _out(res)
+    assert res.exit_code == 2 and _has(res, f"{run_with_tables}/tables/events.parquet is not a readable Parquet file")
     assert "Traceback" not in res.output
+    assert _files(run_with_tables.parent) == before  # a query writes nothing, not even beside the tables
 
 
 # -- clear errors instead of tracebacks ------------------------------------------------------------------
@@ -204,3 +227,132 @@ def test_disk_full_names_the_path(tmp_path, monkeypatch):
     res = runner.invoke(app, ["cache", str(tmp_path), "--out", str(tmp_path / "acts")])
     assert res.exit_code == 2 and "No space left on device" in _out(res) and "store.json" in _out(res)
 
+
+
+# -- each row of issue 16's table through the command a user runs: exit code, message, what is on disk ---------
+def test_unknown_site_leaves_a_finished_run_as_it_was(tiny_study, tiny_toml, study_toml, tmp_path):
+    """The issue's run: a bad site was written into store.json first, and the right config then failed too."""
+    run = _copy(tiny_study[0], tmp_path / "run")
+    before = _files(run)
+    cfg = tiny_config().model_copy(deep=True)
+    cfg.activations.sites = ["blocks.7.hook_resid_post"]
+    res = runner.invoke(app, ["study", str(study_toml(cfg, "bad.toml")), "--run-dir", str(run)])
+    assert res.exit_code == 2 and _has(res, "error:") and _has(res, "blocks.7.hook_resid_post")
+    assert "Traceback" not in res.output
+    assert _files(run) == before  # store.json, study.json, the lock: untouched
+    res = runner.invoke(app, ["study", str(tiny_toml), "--run-dir", str(run), "--quiet"])
+    assert res.exit_code == 0 and _has(res, "ran 0 units"), res.output
+
+
+def test_unknown_site_in_a_new_run_dir_creates_nothing(study_toml, tmp_path):
+    cfg = tiny_config().model_copy(deep=True)
+    cfg.activations.sites = ["blocks.0.hook_resid_post", "blocks.0.no_such_hook"]
+    res = runner.invoke(app, ["study", str(study_toml(cfg, "bad.toml")), "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and _has(res, "blocks.0.no_such_hook") and "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_different_architecture_source_is_refused_by_the_command(study_toml, tmp_path):
+    from ontogeny.testing import make_tiny_series
+
+    a = make_tiny_series(tmp_path / "a", steps=(0,))
+    make_tiny_series(tmp_path / "b", steps=(1,), hidden_size=48)
+    (tmp_path / "b" / "step_000001").rename(a / "step_000001")
+    cfg = tiny_config().model_copy(deep=True)
+    cfg.series.source = str(a)
+    res = runner.invoke(app, ["study", str(study_toml(cfg)), "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 2 and _has(res, "different architecture") and "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()  # neither series/source.json nor study.json
+
+
+class _ReadOnlyOS:
+    """The `os` module as seen by `store.lock`, on a file system that refuses writes (root ignores chmod)."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def open(path, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def test_read_only_run_dir_is_one_line_and_left_as_it_was(tiny_study, tiny_toml, tmp_path, monkeypatch):
+    import ontogeny.store.lock as lock
+
+    run = _copy(tiny_study[0], tmp_path / "run")
+    before = _files(run)
+    monkeypatch.setattr(lock, "os", _ReadOnlyOS())
+    res = runner.invoke(app, ["study", str(tiny_toml), "--run-dir", str(run)])
+    assert res.exit_code == 2 and _has(res, f"cannot write to the run directory {run}: permission denied")
+    assert "Traceback" not in res.output and _files(run) == before
+
+
+def test_run_dir_in_a_read_only_folder_is_one_line(tiny_toml, tmp_path, monkeypatch):
+    run = tmp_path / "ro" / "run"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **k):
+        if self == run:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    res = runner.invoke(app, ["study", str(tiny_toml), "--run-dir", str(run)])
+    assert res.exit_code == 2 and _has(res, f"cannot create the run directory {run}: permission denied")
+    assert "Traceback" not in res.output and not run.exists()
+
+
+def test_disk_full_during_a_unit_names_the_file_and_records_the_failure(tiny_study, tiny_toml, tmp_path, monkeypatch):
+    """A real write path (tables/llc.parquet through `store.tables.write_table`) fails with ENOSPC."""
+    import pyarrow.parquet as pq
+
+    run = _copy(tiny_study[0], tmp_path / "run")
+    (run / "tables" / "llc.parquet").unlink()  # the llc merge unit must write it again
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    res = runner.invoke(app, ["study", str(tiny_toml), "--run-dir", str(run)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert _has(res, "recomputing llc: tables/llc.parquet is missing")
+    assert _has(res, f"cannot write {run / 'tables' / 'llc.parquet'}: no space left on device")
+    rec = json.loads((run / "study.json").read_text())
+    assert rec["status"] == "failed" and rec["failure"]["units"] == ["llc"]
+    assert "no space left on device" in rec["failure"]["error"]
+    assert not (run / "tables" / "llc.parquet").exists() and not list(run.rglob(".*.tmp"))  # nothing partial
+
+
+def test_a_terminated_study_says_interrupted(tiny_toml, tmp_path):
+    """`kill PID` (SIGTERM) inside the first unit: exit 130, the resume hint, study.json "interrupted" with
+    the unit, the unit's temporaries removed and nothing recorded as finished."""
+    from ontogeny.store import faults
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", faults.ENV: "series:1", faults.SIGNAL_ENV: "TERM"}
+    res = subprocess.run([sys.executable, "-m", "ontogeny", "study", str(tiny_toml), "--run-dir", str(run)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    out = " ".join(res.stderr.split())
+    assert res.returncode == 130, res.stderr[-2000:]
+    assert "ontogeny test hook: SIGTERM at series:1" in out and "interrupted: rerun the same command to resume" in out
+    assert "Traceback" not in res.stderr
+    rec = json.loads((run / "study.json").read_text())
+    assert rec["status"] == "interrupted" and rec["failure"]["units"] == ["series"]
+    assert "signal 15" in rec["failure"]["error"]
+    assert not (run / "series").exists() and not list(run.rglob(".*.tmp")) and not list(run.glob("manifest/*.json"))
+
+
+def test_a_nan_in_a_shard_is_caught_where_it_is_read(tmp_path):
+    """Outside a study (no manifest to compare with), the reader itself refuses a poisoned shard, naming it."""
+    import torch
+
+    from ontogeny.store.activations import ActivationStore, write_store_meta, write_unit
+
+    root = tmp_path / "acts"
+    ids_ST = torch.arange(12).reshape(3, 4)
+    write_store_meta(root, ids_ST, ["blocks.0.hook_resid_post"], {"blocks.0.hook_resid_post": 5}, [0], {})
+    acts_ND = torch.randn(12, 5)
+    acts_ND[7, 2] = float("nan")
+    write_unit(ActivationStore(root), 0, "blocks.0.hook_resid_post", acts_ND)
+    with pytest.raises(StoreError, match=r"step_000000/blocks\.0\.hook_resid_post: activations contain NaN"):
+        ActivationStore(root).load(0, "blocks.0.hook_resid_post")

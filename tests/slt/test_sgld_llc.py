@@ -145,11 +145,12 @@ def test_anchoring_at_the_true_parameter_loses_beta_chi2_over_2():
     mu = torch.ones(d, dtype=torch.float64)
     x = torch.randn(n, d, generator=gen, dtype=torch.float64) + mu
     loss = lambda p, b: 0.5 * ((b[0] - p["w"]) ** 2).sum(dim=1).mean()
-    cfg = SGLDConfig(lr=2e-4, gamma=1.0, num_chains=4, num_draws=1500, batch_size=1000, seed=2)
+    cfg = SGLDConfig(lr=2e-4, gamma=1.0, num_chains=4, num_draws=800, batch_size=1000, seed=2)
     nb = n / math.log(n)
-    gap = nb * 0.5 * float(((x.mean(dim=0) - mu) ** 2).sum())
+    gap = nb * 0.5 * float(((x.mean(dim=0) - mu) ** 2).sum())  # 0.70 here (β·d/2 = 1.2 on average)
     at_min = estimate_llc(loss, {"w": x.mean(dim=0)}, shuffled_batches((x,), 1000, 2), cfg)
     at_mu = estimate_llc(loss, {"w": mu}, shuffled_batches((x,), 1000, 2), cfg)
-    assert gap > 1.0  # the effect is larger than the tolerance below
+    # (discrete-chain bias εP/4 ≈ +2.4% and the chain noise ≈ 0.15 are within the tolerance)
     assert at_min.llc_mean == pytest.approx(d / 2, abs=0.5)
-    assert at_mu.llc_mean == pytest.approx(d / 2 - gap, abs=0.5)
+    # same noise and batches, anchors apart: the difference is the anchor term itself, to a few percent
+    assert at_min.llc_mean - at_mu.llc_mean == pytest.approx(gap, rel=0.1)

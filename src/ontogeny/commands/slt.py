@@ -42,6 +42,11 @@ def _corpus(size: str | None, series_dir: Path):
     return build_corpus(seed=0, config=CorpusConfig.tiny() if size == "tiny" else None)
 
 
+def _in_words(rows: list[dict]) -> list[dict]:
+    """Table rows for a person: a figure that was not measured (None) is said in words."""
+    return [{k: "not measured" if v is None else v for k, v in r.items()} for r in rows]
+
+
 def _sgld_flags(lr, n_beta, gamma, chains, draws, burnin, batch_size, seed) -> dict:
     return {"sgld.lr": lr, "sgld.n_beta": n_beta, "sgld.gamma": gamma, "sgld.num_chains": chains,
             "sgld.num_draws": draws, "sgld.num_burnin_steps": burnin, "sgld.batch_size": batch_size,
@@ -173,13 +178,13 @@ def susceptibility(
         show_table(f"response matrix χ at step {step} (probe × head, centring={cfg.centring})",
                    [{"probe": p, **{c: float(r["matrix"][i][j]) for j, c in enumerate(r["components"])}}
                     for i, p in enumerate(r["probes"])])
-        show_table("heads", [{k: h[k] for k in ("component", "induction_score", "llc_mean", "pc1", "pc2")
-                              if k in h} for h in res["heads"]])
+        show_table("heads", _in_words([{k: h[k] for k in ("component", "induction_score", "induction_head", "llc_mean",
+                                                          "pc1", "pc2") if k in h} for h in res["heads"]]))
         show_table("PCA of the token-level response matrix", res["pcs"])
         named = res["induction_heads"]
         console.print(f"induction heads (head census, induction score ≥ {res['induction_threshold']:g}): "
                       + (", ".join(named) if named else "none passed; the separation gap is not measured"))
-        show_table("induction-head separation (PROPOSAL)", res["separation"])
+        show_table("induction-head separation (PROPOSAL)", _in_words(res["separation"]))
         for w in res["warnings"][:5]:
             console.print(f"[yellow]warning:[/yellow] {w}")
         if len(res["warnings"]) > 5:

@@ -6,7 +6,8 @@ FVU ~ 1e-9, yet shared features are not single latents). These counts show it: d
 alive latents whose decoders (concatenated over checkpoints, normalised space) have cosine >= 0.9; a
 planted feature is split when more than one alive latent carries its direction at a checkpoint where
 both exist. On planted data BatchTopK recovers every class when k equals the planted mean L0 and splits
-features when k is 2-4x larger (docs/crosscoder.md, benchmarks/crosscoder_taxonomy.py).
+features when k is 2-4x larger (docs/crosscoder.md, benchmarks/crosscoder_taxonomy.py); k = "auto" (the
+default, `ontogeny.dictionaries.ksearch.KSearch`) finds that k without the ground truth.
 """
 
 from __future__ import annotations

@@ -74,6 +74,8 @@ class CrossCoderBase(BaseModel):
     k_search_rel_tol: float = Field(0.1, ge=0, description="k search: a smaller k is accepted while its FVU "
                                     "<= (1 + rel_tol) * best accepted FVU + abs_tol")
     k_search_abs_tol: float = Field(0.005, ge=0, description="k search: absolute FVU slack (see rel_tol)")
+    k_search_max_frac: float = Field(0.85, gt=0, le=1, description="k search: stops (at the smallest accepted k) "
+                                     "once this share of the training steps is spent")
     k_search_plateau: float = Field(0.05, ge=0, lt=1, description="k search: a phase ends when a window's "
                                     "FVU improves on the previous window's by less than this (relative)")
 
@@ -210,7 +212,7 @@ class CrossCoder(nn.Module):
                 metrics[f"fvu_{m}"] = mse_K[m].detach() / var_K[m]
             metrics["fvu"] = mse.detach() / var_K.sum()
             if self.k_search is not None:
-                self.k_search.observe(metrics["fvu"], state.step)
+                self.k_search.observe(metrics["fvu"], state.step, state.total_steps)
                 metrics["k"] = torch.tensor(float(self.rule.cfg.k))
             active_BF = codes_BF.detach() != 0
             metrics["l0"] = active_BF.sum().float() / B

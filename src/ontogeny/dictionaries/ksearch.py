@@ -20,10 +20,12 @@ class KSearch:
     that leaves one latent per feature. The first phase runs at the configured k (the largest tried), then
     k is halved while accepted, then bisected between the smallest accepted and the largest rejected k.
     A phase is read in windows of `k_search_phase_steps / 2` steps (mean training FVU per window) and ends
-    once a window improves on the one before by less than `k_search_plateau` (relative; at least two
-    windows, at most 8): a just-lowered k needs steps to re-adapt, and judging it before it has would
+    once a window improves on the one before by less than `k_search_plateau` (relative) or abs_tol / 5
+    (absolute, so that an FVU falling geometrically towards 0 at noise 0 ends too; at least two windows,
+    at most 8): a just-lowered k needs steps to re-adapt, and judging it before it has would
     reject a k that is fine. k is accepted when its FVU <= (1 + rel_tol) * best accepted FVU + abs_tol.
-    When the search ends (adjacent accepted / rejected k, k = 1, or `k_search_max_phases`), the rest of
+    When the search ends (adjacent accepted / rejected k, k = 1, `k_search_max_phases`, or past
+    `k_search_max_frac` of the training steps, where an unfinished phase is dropped), the rest of
     training runs at the smallest accepted k, and the inference threshold is learnt afresh at it. Like the
     authors' k annealing (1000 -> k), training starts dense and ends at the final k.
     """
@@ -53,8 +55,9 @@ class KSearch:
             theta.fill_(-1.0)
         self._changed = False
 
-    def observe(self, fvu: torch.Tensor, step: int) -> None:
-        """Record a step's FVU; at the end of a window decide whether the phase is over, and on k."""
+    def observe(self, fvu: torch.Tensor, step: int, total_steps: int | None = None) -> None:
+        """Record a step's FVU; at the end of a window decide whether the phase is over, and on k. Past
+        `k_search_max_frac` of `total_steps` the search stops at the smallest accepted k."""
         if self.done:
             return
         self._sum += float(fvu)
@@ -64,7 +67,18 @@ class KSearch:
         self._windows.append(self._sum / self._n)
         self._sum, self._n = 0.0, 0
         w = self._windows
-        if len(w) < 2 or (w[-1] < (1 - self.cfg.k_search_plateau) * w[-2] and len(w) < self.MAX_WINDOWS):
+        late = total_steps is not None and step + 1 >= self.cfg.k_search_max_frac * total_steps
+        if late:                            # out of search budget: keep the smallest k already accepted
+            self.done, self.end_step = True, step + 1
+            if self.ok is not None and self.ok != self.k:
+                self.k, self._changed = self.ok, True
+            elif self.ok is None:
+                self.ok = self.k
+            return
+        if len(w) < 2:
+            return
+        still = w[-2] - w[-1] >= max(self.cfg.k_search_plateau * w[-2], self.cfg.k_search_abs_tol / 5)
+        if still and len(w) < self.MAX_WINDOWS:
             return
         fvu_k, self._windows = w[-1], []
         accepted = self.ok is None or fvu_k <= (1 + self.cfg.k_search_rel_tol) * self.best \

@@ -58,14 +58,14 @@ def _by_column(rows_N: torch.Tensor, cols_N: torch.Tensor, n_latents: int):
     counts = torch.bincount(cols_N, minlength=n_latents)
     offsets = torch.zeros(n_latents, dtype=torch.long, device=cols_N.device)
     offsets[1:] = counts.cumsum(0)[:-1]
-    return order, rows_N[order], offsets
+    return order, rows_N.index_select(0, order), offsets
 
 
 def column_sums(table_BD: torch.Tensor, rows_N: torch.Tensor, cols_N: torch.Tensor, w_N: torch.Tensor,
                 n_latents: int) -> torch.Tensor:
     """out[i] = sum_{n: cols_n = i} w_n table[rows_n]  ([n_latents, D]): a sparse^T @ dense product."""
     order, rows_sorted, offsets = _by_column(rows_N, cols_N, n_latents)
-    return F.embedding_bag(rows_sorted, table_BD, offsets, mode="sum", per_sample_weights=w_N[order])
+    return F.embedding_bag(rows_sorted, table_BD, offsets, mode="sum", per_sample_weights=w_N.index_select(0, order))
 
 
 def row_dots(W_FD: torch.Tensor, g_BD: torch.Tensor, rows_N: torch.Tensor, cols_N: torch.Tensor,
@@ -95,7 +95,7 @@ class _Gather(torch.autograd.Function):
     def forward(ctx, t_F, idx_N):
         ctx.save_for_backward(idx_N)
         ctx.size = t_F.shape[0]
-        return t_F[idx_N]
+        return t_F.index_select(0, idx_N)
 
     @staticmethod
     def backward(ctx, g_N):
@@ -116,7 +116,7 @@ class _SparsePre(torch.autograd.Function):
         bias_F = b_enc_F - b_dec_D @ W_enc_DF if use_b_dec else b_enc_F
         pre_BF = torch.addmm(bias_F, x_BD, W_enc_DF)
         flat_N = select(pre_BF)
-        vals_N = pre_BF.view(-1)[flat_N]
+        vals_N = pre_BF.view(-1).index_select(0, flat_N)
         ctx.save_for_backward(x_BD, W_enc_DF, b_dec_D, flat_N)
         ctx.use_b_dec = use_b_dec
         ctx.shape = pre_BF.shape

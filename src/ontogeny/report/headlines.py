@@ -47,6 +47,29 @@ def headlines(run_dir: str | Path) -> list[tuple[str, str, str]]:
     return [row[1:] for row in sectioned_headlines(run_dir)]
 
 
+def dictionary_headlines(d: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Held-out quality range of the per-checkpoint dictionaries, each beside its reference point."""
+    if not d.get("dictionaries"):
+        return []
+
+    def span(key: str) -> str:
+        lo, hi = d.get(f"{key}_min"), d.get(f"{key}_max")
+        return fmt(lo) if lo is None or hi is None or lo == hi else f"{fmt(lo)} … {fmt(hi)}"
+
+    toks = d.get("training_tokens_min")
+    trained = f"each trained on ≥ {toks:,} tokens" if toks else "training tokens not recorded"
+    return [
+        ("lifehistory", "dictionaries: held-out FVU", span("fvu"),
+         f"{d['dictionaries']} dictionaries at {len(d.get('steps', []))} checkpoints, {trained}; "
+         "reference: 1 = predicting every activation by its mean, 0 = exact"),
+        ("lifehistory", "dictionaries: CE loss recovered (spliced)", span("ce_recovered"),
+         "the model's loss with each site replaced by its reconstruction, on held-out tokens; "
+         "reference: 0 = the site zero-ablated, 1 = the clean model"),
+        ("lifehistory", "dictionaries: L0 / dead fraction", f"{span('l0')} / {span('dead_frac')}",
+         "mean active latents per token, and the share of latents that never fire on the held-out tokens"),
+    ]
+
+
 def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
     """(section key, label, value, what it means) rows, in reading order."""
     units = manifest(Path(run_dir))
@@ -64,6 +87,7 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
                      "held-out periods (loss on a span's first copy minus its repeat; "
                      f"{fmt(s.get('induction_final'))} nats at the end)"))
     rows += census_headlines(res("census"))
+    rows += dictionary_headlines(res("dictionaries"))
     lh = res("lifehistory")
     if lh:
         rows += lifehistory_headlines(lh)

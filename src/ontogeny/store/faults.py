@@ -11,9 +11,11 @@ as `series`, `dictionaries/step_000004`, `llc/step_000040`):
                moved aside and before the new one is moved in (the one moment a folder is briefly absent);
 - `UNIT:end`   after the unit returned, before its manifest entry is written (all its files are final).
 
-The process writes `ontogeny test hook: SIGKILL at UNIT:POINT` to stderr and kills itself. Never set in
-normal use; unset, each hook call is one environment lookup. Counts are per unit and per process, and
-only writes made while a unit runs in this process count (in-process backend; Ray workers do not see it).
+The process writes `ontogeny test hook: SIGKILL at UNIT:POINT` to stderr and kills itself
+(`ONTOGENY_TEST_KILL_SIGNAL=TERM` sends SIGTERM instead: what `kill PID` does, which the CLI turns into an
+orderly "interrupted"). Never set in normal use; unset, each hook call is one environment lookup. Counts are
+per unit and per process, and only writes made while a unit runs in this process count (in-process backend;
+Ray workers do not see it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import signal
 import sys
 
 ENV = "ONTOGENY_TEST_KILL_AT"
+SIGNAL_ENV = "ONTOGENY_TEST_KILL_SIGNAL"
 
 _unit: str | None = None
 _writes = 0
@@ -59,6 +62,7 @@ def inside_swap() -> None:
 def _maybe_kill(unit: str, point: str) -> None:
     want = os.environ.get(ENV)
     if want and want == f"{unit}:{point}":
-        sys.stderr.write(f"ontogeny test hook: SIGKILL at {want}\n")
+        name = "SIG" + os.environ.get(SIGNAL_ENV, "KILL").upper().removeprefix("SIG")
+        sys.stderr.write(f"ontogeny test hook: {name} at {want}\n")
         sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, name))

@@ -7,6 +7,7 @@ leaves a half-written file and a rerun can trust that anything present is comple
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ontogeny.errors import StoreError
 from ontogeny.store import faults
 
 
@@ -31,22 +33,57 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     `final` atomically (a directory is swapped in by rename). On error the temporary is removed.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as e:
+        raise write_error(final, e) or e from None
     target = tmp / "payload"
     try:
-        yield target
-        faults.before_commit()  # test-only kill point (inert unless ONTOGENY_TEST_KILL_AT is set)
-        if final.is_dir() and not final.is_symlink():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
-            faults.inside_swap()
-            target.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(target, final)
+        try:
+            yield target
+            faults.before_commit()  # test-only kill point (inert unless ONTOGENY_TEST_KILL_AT is set)
+            if final.is_dir() and not final.is_symlink():
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                final.rename(old)
+                faults.inside_swap()
+                target.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(target, final)
+        except OSError as e:
+            err = write_error(final, e, tmp)
+            if err is None:
+                raise
+            raise err from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def write_error(final: Path, e: OSError, tmp: Path | None = None) -> StoreError | None:
+    """A failed write of `final` as one StoreError naming it (disk full, permission, read-only file system);
+    None for other errors, and for a refusal to read a file outside the write (an input's own error).
+
+    Why: the OS names the temporary (`.x.parquet.k3j2.tmp/payload`) or nothing at all (a full disk
+    fails `write()`); the user needs the artifact and what to do. pyarrow reports a full disk as an
+    OSError without errno, "[errno 28] No space left on device" in its text.
+    """
+    text = str(e).lower()
+    if e.errno in _NO_SPACE or f"[errno {errno.ENOSPC}]" in text or "no space left on device" in text:
+        return StoreError(f"cannot write {final}: no space left on device (free some space, then rerun the "
+                          f"same command: finished units are kept)")
+    if e.errno in _DENIED:
+        where = Path(e.filename) if e.filename else None
+        if where is not None and tmp is not None and not (where == final or where.is_relative_to(tmp)
+                                                           or where.parent == final.parent):
+            return None
+        why = "read-only file system" if e.errno == errno.EROFS else "permission denied"
+        return StoreError(f"cannot write {final}: {why} (make the run directory writable or choose another)")
+    return None
 
 
 def remove_stale_temporaries(root: str | Path) -> int:

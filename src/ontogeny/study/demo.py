@@ -28,7 +28,8 @@ def demo_config() -> StudyConfig:
         # ε 1e-3 and nβ 30 as before (the library's defaults became 3e-5 and n / ln n).
         "llc": {"every": 4, "n_seqs": 128, "ctx": 64,
                 "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "lr": 1e-3, "n_beta": 30.0}},
-        # The head census at every checkpoint (previous-token / induction heads on whole-vocabulary spans).
+        # The head census at every checkpoint (previous-token / induction heads on whole-vocabulary spans at
+        # held-out periods 11, 20, 32; zero-ablation at 4 checkpoints): ~17 s on the default series.
         "census": {"enabled": True},
         "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "lr": 1e-3, "n_beta": 30.0}},
     })

@@ -94,14 +94,26 @@ class Study:
         return list(self.manifest.entry("series")["result"]["steps"])
 
     def plan_activations(self, steps: Sequence[int]) -> list[Unit]:
+        self.write_store_index(steps)
+        return self._finalise([Unit(f"activations/step_{s:06d}", stages.activations_unit, s,
+                                    self._section("activations"), ["series"]) for s in steps])
+
+    def write_store_index(self, steps: Sequence[int]) -> None:
+        """activations/store.json: exactly the configured tokens, sites and steps, and the whole series.
+
+        Written before the activations stage (its units read it) and again after it: each unit merges its
+        own step into the index and stamps that one checkpoint as the input, so without the second write
+        the index would depend on which units the last run happened to execute (a resumed study would
+        differ from an uninterrupted one).
+        """
         from ontogeny.store.activations import write_store_meta
 
         series, ids = stages.study_token_ids(self.run_dir, self.cfg)
         a = self.cfg.activations
-        write_store_meta(layout.activations_dir(self.run_dir), ids, a.sites, {s: series.d_model for s in a.sites}, steps,
-                         a.model_dump(mode="json"), merge=False)
-        return self._finalise([Unit(f"activations/step_{s:06d}", stages.activations_unit, s,
-                                    self._section("activations"), ["series"]) for s in steps])
+        widths = {s: series.d_model for s in a.sites}
+        inputs = {"series": ",".join(c.describe() for c in series.checkpoints)}
+        write_store_meta(layout.activations_dir(self.run_dir), ids, a.sites, widths, steps, a.model_dump(mode="json"),
+                         inputs, merge=False)
 
     def plan_dictionaries(self, steps: Sequence[int]) -> list[Unit]:
         stream = self.cfg.dictionaries.stream
@@ -211,7 +223,10 @@ class Study:
                 out = self._run_stages()
             except BaseException as e:
                 status = "interrupted" if isinstance(e, KeyboardInterrupt | SystemExit) else "failed"
-                self._write_record(status, {"error": f"{type(e).__name__}: {e}", "units": list(self.current)})
+                try:  # best effort: a full disk must not hide the error that stopped the study
+                    self._write_record(status, {"error": f"{type(e).__name__}: {e}", "units": list(self.current)})
+                except (OSError, StoreError):
+                    pass
                 raise
             self._write_record("complete")
         progress.current().summary()
@@ -221,6 +236,7 @@ class Study:
         self.execute(self.plan_series())
         steps = self.steps()
         self.execute(self.plan_activations(steps))
+        self.write_store_index(steps)
         dict_steps = self.cfg.dictionaries.pick_steps(steps)  # all, or a log-spaced subset
         dicts = self.plan_dictionaries(dict_steps)
         stream = self.cfg.dictionaries.stream
