@@ -18,6 +18,11 @@ entry; a temporary (or a swapped-aside folder) is what the kill left. At the end
 a rerun runs 0 units, no temporary is left, and every output file equals the uninterrupted reference
 (`tiny_study`): table values and column order, tensors, figures' data, cfg.json files and their key
 order, the report, once the run's path and wall-clock timings are set aside.
+
+The chain kills the tiny study's head census too (tiny_config enables a small one). A second, short chain
+does the same for STREAMED dictionaries (`[dictionaries.stream]` at a subset of checkpoints, as the demo
+trains them; tiny_config caches them): killed inside a streamed dictionaries unit and inside their merge unit
+(tables/dictionaries.parquet), then compared with an uninterrupted streamed run.
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ from ontogeny.store import layout
 from ontogeny.store.faults import ENV
 
 # One kill per stage, in the order the tiny study runs its units: (stage, UNIT:POINT, damage done before
-# that run). Each POINT lies strictly inside its unit: N counts the unit's atomic writes (series 17,
-# activations 2, dictionaries 1, lifehistory 25, crosscoder 12, susceptibility 9, capabilities 8, llc merge 2,
-# features 27, report 50).
+# that run). Each POINT lies strictly inside its unit: N counts the unit's atomic writes (counted at 15:07 on
+# Dec 1 with faults._maybe_kill replaced by a recorder: series 17, activations 2, dictionaries 1, lifehistory
+# 25, crosscoder 12, susceptibility 9, capabilities 8, census 3, llc merge 2, features 16, report 40).
 KILLS = [
     ("series", "series:9", None),  # mid-training: 8 checkpoint folders written inside the series' temporary
     ("activations", "activations/step_000002:2", None),
@@ -58,6 +63,7 @@ KILLS = [
     ("llc", "llc/step_000040:end", None),  # writes no file: its rows live in the manifest entry
     ("susceptibility", "susceptibility:5", None),
     ("capabilities", "capabilities:4", None),
+    ("census", "census:2", None),  # tables/heads.parquet final, heads_copy not yet
     ("llc merge", "llc:2", None),  # tables/llc.parquet final, the LLC figure not yet
     ("features", "features:14", None),
     ("report", "report:25", None),
@@ -235,17 +241,22 @@ def same_output(a: Path, b: Path, rel: str) -> str | None:
         return "bytes differ"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1200)  # about 1 min on 2 idle cores; the margin is for a loaded machine
-def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tiny_toml, tmp_path):
-    ref, config = tiny_study[0], tiny_toml
-    run_dir = tmp_path / "kill" / ref.name  # same folder name as the reference (the report shows it)
+def kill_chain(config: Path, run_dir: Path, kills,
+               fresh_first: bool = True) -> tuple[dict, list[tuple[str, Ran]]]:
+    """Run the study once per (stage, UNIT:POINT, damage) of `kills`, each killed at its point and resuming
+    the previous one; checks after every kill that it died there, that no unit finished before was recomputed
+    (except the damaged ones, which must be), that the killed unit recorded nothing, and that the kill left a
+    temporary (or a folder swapped aside). Returns the entries the chain's runs recorded and the runs.
 
+    A run directory that starts with entries (a copy of a finished study) may see those recomputed, where
+    the config changed: only what the chain itself recorded is checked here."""
+    inherited = entries(run_dir)
     finished: dict[str, tuple[bytes, int]] = {}
     runs: list[tuple[str, Ran]] = []
-    for stage, point, what in KILLS:
+    for stage, point, what in kills:
         must_say, may_redo = damage(run_dir, what) if what else ([], set())
-        res = study(config, run_dir, kill_at=point, fresh=not runs)
+        before = entries(run_dir)
+        res = study(config, run_dir, kill_at=point, fresh=fresh_first and not runs)
         runs.append((point, res))
         assert res.returncode == -9, f"{stage}: not killed at {point} ({res.returncode}):\n{res.stderr[-3000:]}"
         said = "".join(res.stderr.split())
@@ -256,15 +267,22 @@ def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tiny_tom
             assert name in may_redo or now.get(name) == entry, f"{name} recomputed by the run killed at {point}"
         for name in may_redo:
             assert now.get(name) != finished[name], f"{name} was damaged but not recomputed"
-        unit = point.split(":")[0]
-        assert layout.manifest_entry(run_dir, unit).name not in now, f"{unit} recorded although killed inside"
+        # (an entry of an older config may stay: a copied run)
+        entry = layout.manifest_entry(run_dir, point.split(":")[0]).name
+        assert now.get(entry) == before.get(entry), f"{entry} recorded although killed inside"
         if point.endswith(":swap1"):
             assert any(".old-" in p for p in leftovers(run_dir)), "the swap kill left no folder aside"
         elif not point.endswith(":end"):
             assert leftovers(run_dir), f"the kill at {point} left no temporary"
-        finished = now
+        finished = {n: e for n, e in now.items() if inherited.get(n) != e}
+    return finished, runs
 
-    res = study(config, run_dir, fresh=True)
+
+def finish_and_compare(config: Path, run_dir: Path, ref: Path, finished: dict, runs: list[tuple[str, Ran]],
+                       fresh: bool = True) -> None:
+    """Run the killed study to its end (nothing finished recomputed, every unit of `ref` recorded, status
+    complete, no temporary), once more (it must run 0 units), then compare every output file with `ref`."""
+    res = study(config, run_dir, fresh=fresh)
     runs.append(("(to the end)", res))
     assert res.returncode == 0, res.stderr[-3000:]
     now = entries(run_dir)
@@ -284,6 +302,55 @@ def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tiny_tom
     assert outputs(run_dir) == outputs(ref)
     differ = {rel: why for rel in outputs(ref) if (why := same_output(ref, run_dir, rel))}
     assert not differ, differ
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # about 1 min on 2 idle cores; the margin is for a loaded machine
+def test_killed_in_every_stage_resumes_to_identical_outputs(tiny_study, tiny_toml, tmp_path):
+    ref, config = tiny_study[0], tiny_toml
+    run_dir = tmp_path / "kill" / ref.name  # same folder name as the reference (the report shows it)
+    finished, runs = kill_chain(config, run_dir, KILLS)
+    finish_and_compare(config, run_dir, ref, finished, runs)
+
+
+# Streamed dictionaries (`[dictionaries.stream]`, as the demo trains them) at a subset of checkpoints, on a
+# copy of the finished tiny study: only the streamed dictionaries units, their merge unit (the held-out
+# quality table) and the report run. Each streamed unit makes 1 atomic write (its folder, swapped over the
+# cached dictionary already there), the merge 2 (table, figure). The analyses are switched off: they are
+# killed in the chain above, and here they would only re-read the same dictionaries.
+STREAM = {"training_tokens": 1024, "batch_size": 64, "buffer_tokens": 256, "forward_seqs": 4}
+STREAM_KILLS = [
+    # step 0 finished, step 4's folder a complete temporary
+    ("streamed dictionaries", "dictionaries/step_000004:1", None),
+    ("dictionaries merge", "dictionaries:2", None),  # tables/dictionaries.parquet final, its figure not yet
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_killed_streamed_dictionaries_resume_to_identical_outputs(tiny_study, study_toml, tmp_path):
+    from ontogeny.study.demo import tiny_config
+
+    data = tiny_config().model_dump(mode="json")
+    data["dictionaries"].update(stream=STREAM, checkpoints=3)  # steps 0, 4, 40 of the tiny series
+    for section in ("lifehistory", "crosscoder", "llc", "susceptibility", "capabilities", "census"):
+        data[section]["enabled"] = False
+    config = study_toml(type(tiny_config()).model_validate(data), "streamed.toml")
+    ref = Path(shutil.copytree(tiny_study[0], tmp_path / "ref" / tiny_study[0].name))
+    run_dir = Path(shutil.copytree(tiny_study[0], tmp_path / "kill" / tiny_study[0].name))
+    inherited = entries(run_dir)  # (copytree keeps the mtimes)
+    res = study(config, ref)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (ref / "tables" / "dictionaries.parquet").exists()
+    assert json.loads((layout.manifest_entry(ref, "dictionaries")).read_text())["result"]["dictionaries"] == 3
+    kept = {n for n, e in entries(ref).items() if inherited.get(n) == e}  # what the streamed config leaves
+    assert {"series.json", "activations__step_000004.json", "dictionaries__step_000001.json"} <= kept
+    assert "dictionaries__step_000004.json" not in kept
+
+    finished, runs = kill_chain(config, run_dir, STREAM_KILLS, fresh_first=False)
+    finish_and_compare(config, run_dir, ref, finished, runs, fresh=False)
+    now = entries(run_dir)
+    assert all(now[n] == inherited[n] for n in kept), "a killed run recomputed a unit the config left alone"
 
 
 def test_the_comparison_sees_a_reordered_table_and_a_changed_value(tiny_study, tmp_path):

@@ -54,4 +54,8 @@ def tiny_config() -> StudyConfig:
         "susceptibility": {"sgld": {"num_draws": 4, "num_chains": 2, "batch_size": 4, "lr": 1e-3, "n_beta": 30.0},
                            "n_probe_seqs": 2, "n_base_seqs": 2, "ctx": 32, "probe_kinds": ["prose", "synthetic"]},
         "capabilities": {"config": {"n_prompts": 4, "rep_len": 6}},
+        # The head census as the demo runs it, small: periods the tiny series never trained on (its synthetic
+        # spans are 2-6, its long period 10) that fit its context of 32 with both offsets (5 + 2*12 = 29).
+        "census": {"enabled": True, "periods": [7, 12], "offsets": [0, 5], "n_seqs": 4,
+                   "ablate_checkpoints": 2},
     })
