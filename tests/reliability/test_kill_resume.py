@@ -5,7 +5,7 @@ The kills are deterministic: the test-only hook `ontogeny.store.faults`
 (`ONTOGENY_TEST_KILL_AT=UNIT:POINT`) kills the process just before a unit's N-th atomic write is renamed
 into place, in the middle of a folder swap, or after a unit returned but before its manifest entry was
 written. One run directory is killed once per stage, in the order the stages run, each rerun resuming the
-previous one (12 killed runs, then one to finish and one that must find nothing to do). The runs are forks
+previous one (13 killed runs, then one to finish and one that must find nothing to do). The runs are forks
 of the test process (torch is imported once), except the first and the one that finishes, which are fresh
 `python -m ontogeny study` processes; so the chain costs about one study and a half. On the way, two of
 the issue's injections are made between runs: a checkpoint folder of the finished series is deleted, and

@@ -9,6 +9,10 @@ Definitions (per token n, activation x_n in R^D, reconstruction x_hat_n, codes a
   ce_recovered = (CE_zero - CE_dict) / (CE_zero - CE_clean)    (SAELens/SAEBench `ce_loss_score`)
   kl_recovered = (KL_zero - KL_dict) / KL_zero                 KL(clean || patched) per token, averaged
 CE_zero / KL_zero splice zeros at the site (zero ablation), CE_dict / KL_dict splice the reconstruction.
+Both ratios are undefined (NaN; the report says "not measured") when zero-ablating the site changes the
+model by less than `min_gap` nats (|CE_zero - CE_clean| or KL_zero): the denominator is then noise, and
+the ratio swings far outside [0, 1] (seen at the first checkpoints of a series, where the residual stream
+carries almost nothing yet).
 """
 
 from __future__ import annotations
@@ -63,10 +67,11 @@ def _patch_fn(dictionary: nn.Module | None):
 
 @torch.no_grad()
 def splice_metrics(model: nn.Module, token_ids_ST: torch.Tensor, site: str, dictionary: nn.Module,
-                   batch_size: int = 16) -> dict[str, float]:
+                   batch_size: int = 16, min_gap: float = 0.05) -> dict[str, float]:
     """CE loss and KL to the clean model when the site is replaced by the reconstruction or by zeros.
 
     Per-token next-token cross-entropy over positions 0..T-2; KL(p_clean || p_patched) over all positions.
+    `min_gap` (nats): below this zero-ablation effect the recovered ratios are NaN (module docstring).
     """
     from ontogeny.series.sites import patched
 
@@ -88,9 +93,10 @@ def splice_metrics(model: nn.Module, token_ids_ST: torch.Tensor, site: str, dict
         n_kl += ids.shape[0] * ids.shape[1]
     out = {k: v / (n_ce if k.startswith("ce") else n_kl) for k, v in sums.items()}
     gap = out["ce_zero"] - out["ce_clean"]
-    out["ce_recovered"] = (out["ce_zero"] - out["ce_dict"]) / gap if abs(gap) > 1e-12 else float("nan")
+    floor = max(min_gap, 1e-12)
+    out["ce_recovered"] = (out["ce_zero"] - out["ce_dict"]) / gap if abs(gap) >= floor else float("nan")
     out["kl_recovered"] = ((out["kl_zero"] - out["kl_dict"]) / out["kl_zero"]
-                           if out["kl_zero"] > 1e-12 else float("nan"))
+                           if out["kl_zero"] >= floor else float("nan"))
     return out
 
 
