@@ -57,8 +57,23 @@ def test_abruptness_separates_a_step_from_a_ramp():
     k = biggest_jump(ramp)
     ab2 = abruptness(steps, ramp, k)
     assert not ab2["abrupt"] and ab2["width_ratio"] > 0.5
+    assert not ab2["resolution_limited"]
     with pytest.raises(ConfigError, match="empty side"):
         abruptness(steps, step, 0)
+
+
+def test_a_jump_within_one_coarse_interval_is_resolution_limited_not_abrupt():
+    # checkpoints every 50 steps; the capability rises between 300 and 350 with one point half-way up:
+    # the width rule (width / step <= 0.1) cannot pass at this spacing, the grid limit is said instead
+    steps = np.arange(0, 650, 50.0)
+    y = np.where(steps >= 350, 1.0, 0.0)
+    y[steps == 300] = 0.5
+    ab = abruptness(steps, y, int(np.nonzero(steps == 350)[0][0]))
+    assert ab["width"] == 50.0 and ab["spacing"] == 50.0
+    assert not ab["abrupt"] and ab["resolution_limited"]
+    slow = np.clip((steps - 100) / 400, 0, 1)  # the same rise spread over 400 steps
+    ab_slow = abruptness(steps, slow, biggest_jump(slow))
+    assert not ab_slow["abrupt"] and not ab_slow["resolution_limited"]
 
 
 def test_logistic_fit_recovers_planted_midpoint_and_width():

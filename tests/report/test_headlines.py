@@ -26,3 +26,13 @@ def test_dictionary_headlines_say_missing_values_in_words():
     assert "not measured" in text and "nan" not in text.lower()
     assert "training tokens not recorded" in text
     assert dictionary_headlines({}) == []
+
+
+def test_abrupt_text_names_the_grid_limit_only_where_it_decides():
+    from ontogeny.report.headlines import abrupt_text
+
+    assert abrupt_text({"abrupt": True, "resolution_limited": True}) == "abrupt: yes"
+    assert abrupt_text({"abrupt": False, "resolution_limited": False}) == "abrupt: no"
+    limited = abrupt_text({"abrupt": False, "resolution_limited": True, "width": 50.0, "width_ratio": 0.1429,
+                           "spacing": 50.0})
+    assert limited.startswith("abrupt: no by the width rule") and "one checkpoint interval (50 steps)" in limited

@@ -78,7 +78,9 @@ def test_streamed_dictionaries_at_a_log_spaced_subset(tiny_study, tmp_path):
     rows = read_table(run / "tables" / "dictionaries.parquet")
     assert [r["step"] for r in rows] == subset
     assert all(r["training_tokens"] == 1024 and r["init"] == "shared" for r in rows)
-    assert all(r[c] is not None for r in rows for c in ("fvu", "l0", "dead_frac", "ce_recovered"))
+    assert all(r[c] is not None for r in rows for c in ("fvu", "l0", "dead_frac", "ce_clean", "ce_zero"))
+    # CE recovered is a number exactly where zero-ablating the site moves the loss by >= 0.05 nats
+    assert all((r["ce_recovered"] is None) == (abs(r["ce_zero"] - r["ce_clean"]) < 0.05) for r in rows)
     feats = read_table(run / "tables" / "features.parquet")
     assert sorted({int(r["step"]) for r in feats}) == subset  # the life history saw the subset only
     page = (run / "report" / "index.html").read_text()

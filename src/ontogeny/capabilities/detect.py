@@ -10,7 +10,11 @@
 - Abruptness (PROPOSAL, after spec 4.4): delta = mean(y[k:]) - mean(y[:k]) (segment means; the spec's
   m=3 windows beside k make any smooth ramp look locally sharp); with z = (y - mean(y[:k])) / delta,
   width = step of the first z >= 0.9 at or after the rise minus the step where z last rose above 0.1
-  before k; abrupt when |delta| >= min_delta and width / t_cp <= max_width_ratio. A logistic
+  before k; abrupt when |delta| >= min_delta and width / t_cp <= max_width_ratio. `resolution_limited`:
+  from the first checkpoint past 10% of the rise to the first past 90% is at most one checkpoint
+  interval (width <= the spacing at the change point),
+  i.e. the jump is as sharp as the checkpoint grid can show; with spacing s at step t the width rule
+  cannot pass when s / t > max_width_ratio, so the report says this beside "abrupt: no". A logistic
   y0 + delta sigmoid((t - t0) / tau) gives tau / t0 as well.
 """
 
@@ -122,12 +126,15 @@ def abruptness(
     width = float(s[hi] - s[min(lo, hi)])
     t_cp = float(s[k])
     ratio = width / t_cp if t_cp > 0 else float("inf")
+    spacing = float(s[k] - s[k - 1])
     return {
         "step": t_cp,
         "delta": delta,
         "width": width,
         "width_ratio": ratio,
         "abrupt": bool(abs(delta) >= min_delta and ratio <= max_width_ratio),
+        "spacing": spacing,
+        "resolution_limited": bool(abs(delta) >= min_delta and width <= spacing),
     }
 
 

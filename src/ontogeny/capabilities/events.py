@@ -38,7 +38,8 @@ def metric_events(
     row: dict[str, Any] = {"n_checkpoints": len(y)}
     k = biggest_jump(y, min_size=min_size)
     if k is None:
-        row.update(jump_step=None, delta=None, width=None, width_ratio=None, abrupt=None, all_jumps=[])
+        row.update(jump_step=None, delta=None, width=None, width_ratio=None, abrupt=None, spacing=None,
+                   resolution_limited=None, all_jumps=[])
     else:
         ab = abruptness(steps, y, k, min_delta=min_delta, max_width_ratio=max_width_ratio)
         row.update(
@@ -48,6 +49,8 @@ def metric_events(
             width=ab["width"],
             width_ratio=ab["width_ratio"],
             abrupt=ab["abrupt"],
+            spacing=ab["spacing"],
+            resolution_limited=ab["resolution_limited"],
             all_jumps=[int(steps[j]) for j in change_points(y, pen=pen, method="pelt", min_size=min_size)],
         )
     if threshold is not None:

@@ -47,6 +47,16 @@ def headlines(run_dir: str | Path) -> list[tuple[str, str, str]]:
     return [row[1:] for row in sectioned_headlines(run_dir)]
 
 
+def abrupt_text(e: dict[str, Any]) -> str:
+    """Whether a capability jump is abrupt, in words, with the grid's limit where it decides the answer."""
+    if e.get("abrupt") or not e.get("resolution_limited"):
+        return f"abrupt: {fmt(e.get('abrupt'))}"
+    return (f"abrupt: no by the width rule (10–90% rise {fmt(e.get('width'))} steps, "
+            f"{fmt(e.get('width_ratio'))} of the step), but from the first checkpoint past 10% of the rise to "
+            f"the first past 90% is at most one checkpoint interval ({fmt(e.get('spacing'))} steps): as sharp "
+            "as the checkpoints can show")
+
+
 def dictionary_headlines(d: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Held-out quality range of the per-checkpoint dictionaries, each beside its reference point."""
     if not d.get("dictionaries"):
@@ -99,7 +109,7 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
     for e in res("capabilities").get("events", []):
         if e.get("jump_step") is not None and (e.get("abrupt") or e.get("metric") in KEY_CAPABILITIES):
             rows.append(("capabilities", f"emergence step: {e['metric']}", fmt(e["jump_step"]),
-                         f"largest change point (Δ {fmt(e.get('delta'))}, abrupt: {fmt(e.get('abrupt'))})"))
+                         f"largest change point (Δ {fmt(e.get('delta'))}, {abrupt_text(e)})"))
     cc = res("crosscoder")
     if cc.get("reldec_classes"):
         rows.append(("crosscoder", "crosscoder presence classes",
