@@ -106,6 +106,11 @@ def study_series(run_dir: str | Path, cfg: StudyConfig, steps: list[int] | None 
     return load_series(layout.series_dir(run_dir), steps=steps or cfg.series.steps, device=cfg.compute.device)
 
 
+def dictionary_steps(run_dir: str | Path, cfg: StudyConfig) -> list[int]:
+    """The checkpoints that have dictionaries: every series step, or the `dictionaries.checkpoints` subset."""
+    return cfg.dictionaries.pick_steps(study_series(run_dir, cfg).steps)
+
+
 def study_corpus(run_dir: str | Path):
     """The corpus of the study's series (see `ontogeny.series.capture.series_corpus`)."""
     from ontogeny.series.capture import series_corpus
@@ -183,7 +188,7 @@ def _streamed_dictionaries(run_dir: str, cfg: StudyConfig, step: int, fields: di
     corpus = study_corpus(run_dir)
     windows = TrainingWindows(corpus_train_stream(series.tokenizer, corpus), ctx=s.ctx or cfg.activations.ctx,
                               seed=s.seed)
-    steps = cfg.dictionaries.pick_steps(study_series(run_dir, cfg).steps)  # the checkpoints with dictionaries
+    steps = dictionary_steps(run_dir, cfg)
     previous = steps[steps.index(step) - 1] if s.init == "warm" and steps.index(step) > 0 else None
     stream_checkpoint_dictionaries(run_dir, model, step, cfg.activations.sites, fields, cfg.dictionaries.train, s,
                                    windows, previous_step=previous, device=cfg.compute.device, force=True,
@@ -216,7 +221,7 @@ def lifehistory_unit(run_dir: str, cfg_json: dict, _: Any = None) -> dict[str, A
     if lh_cfg.phase.warmup_steps is None and cfg.series.source == "embedded":  # the study knows the warm-up
         lh_cfg = lh_cfg.model_copy(update={"phase": lh_cfg.phase.model_copy(
             update={"warmup_steps": cfg.series.train.warmup})})
-    dict_steps = cfg.dictionaries.pick_steps(study_series(run_dir, cfg).steps)  # not stale ones of another subset
+    dict_steps = dictionary_steps(run_dir, cfg)  # not stale ones of another subset
     out = run_lifehistory(Path(run_dir), lh_cfg, cfg.activations.sites, dict_steps, lh.max_tokens, lh.ablate,
                           lh.ablation_seqs)
     return {k: v for k, v in out.items() if k not in ("files", "provenance")}
