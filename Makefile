@@ -60,4 +60,5 @@ $(DEVINTERP_VENV)/.installed:
 
 bench-peers: install $(PEERS_VENV)/.installed $(DEVINTERP_VENV)/.installed
 	$(PY) benchmarks/sae_train.py --peer-python $(PEERS_VENV)/bin/python
+	$(PY) benchmarks/llc.py --repeats 3 --peer-python $(DEVINTERP_VENV)/bin/python
 	$(PY) benchmarks/llc_dln.py --peer-python $(DEVINTERP_VENV)/bin/python

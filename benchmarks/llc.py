@@ -9,7 +9,7 @@ benchmarks/results/llc.json. Speeds are chain-draws per second of sampling wall 
 nβ ≈ 1086. Also reports ontogeny's plain per-chain loop (the reference backend) and, if present,
 devinterp's own estimate for the same settings (its L(w*) is a 32-batch mean, unpaired).
 
-    .venv/bin/python benchmarks/llc.py [--repeats 3]
+    .venv/bin/python benchmarks/llc.py [--repeats 3] [--peer-python .venv-peers-devinterp/bin/python]
 """
 
 from __future__ import annotations
@@ -77,6 +77,27 @@ def run_devinterp(task, seed: int) -> dict:
             "llc_std_full_init": float(per_chain.std())}
 
 
+def run_devinterp_peer(task, seed: int, peer: str) -> dict:
+    """devinterp through the peer venv's python (benchmarks/llc_devinterp_peer.py): the same settings, its
+    sampling wall time measured inside the peer process (imports and start-up excluded)."""
+    import subprocess
+
+    nb = task.n / math.log(task.n)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "task.pt"
+        torch.save({"widths": WIDTHS, "state": task.model.state_dict(), "x": task.x_ND, "y": task.y_NO,
+                    "sigma": task.sigma}, path)
+        settings = {"lr": LR, "n_beta": nb, "gamma": GAMMA, "chains": CHAINS, "draws": DRAWS, "burnin_steps": 0,
+                    "batch_size": BATCH, "seed": seed}
+        proc = subprocess.run([peer, str(Path(__file__).parent / "llc_devinterp_peer.py"), str(path),
+                               json.dumps(settings)], capture_output=True, text=True, timeout=3600, check=True)
+    d = json.loads(proc.stdout.strip().splitlines()[-1])
+    per_chain = [nb * (m - full_loss(task)) for m in d["trace_chain_means"]]
+    return {"llc_mean": d["llc_mean"], "llc_std": d["llc_std"], "draws_per_s": d["draws_per_s"],
+            "seconds": d["seconds"], "llc_mean_full_init": statistics.mean(per_chain),
+            "llc_std_full_init": statistics.pstdev(per_chain)}
+
+
 def summarise(runs: list[dict]) -> dict:
     return {"draws_per_s_median": statistics.median(r["draws_per_s"] for r in runs),
             "llc_mean_over_seeds": statistics.mean(r["llc_mean"] for r in runs),
@@ -87,6 +108,8 @@ def summarise(runs: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peer-python", default=None, help="python of a venv with devinterp 2.0.1, used when devinterp "
+                    "is not importable here (e.g. .venv-peers-devinterp/bin/python)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -104,9 +127,14 @@ def main() -> None:
     out["ontogeny_vmap_devinterp_init_loss"] = summarise([run_ontogeny(task, s, "vmap", "batches") for s in seeds])
     out["ontogeny_loop"] = summarise([run_ontogeny(task, s, "loop") for s in seeds])
     try:
-        import devinterp  # noqa: F401
+        if args.peer_python:
+            runs = [run_devinterp_peer(task, s, args.peer_python) for s in seeds]
+        else:
+            import devinterp  # noqa: F401
+            runs = [run_devinterp(task, s) for s in seeds]
         out["devinterp_available"] = True
-        out["devinterp"] = summarise([run_devinterp(task, s) for s in seeds])
+        out["devinterp_via"] = args.peer_python or "in-process"
+        out["devinterp"] = summarise(runs)
         out["devinterp"]["llc_full_init_mean_over_seeds"] = statistics.mean(
             r["llc_mean_full_init"] for r in out["devinterp"]["runs"])
         base = out["devinterp"]["draws_per_s_median"]

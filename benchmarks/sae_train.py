@@ -15,18 +15,25 @@ both threads' time).
   backward of the two B x D x F products, dense count) / step time / the best fp32 matmul rate of the
   [B, D] @ [D, F] product measured by the same process.
 - time to quality: planted superposition (d_in 128, 512 features, 8 active, noise 0.01), d_sae 1024,
-  batch 1024, lr 4e-3 for both; wall time of the optimiser steps (evaluation excluded) until FVU <= target
-  and MMCS >= target on 4,096 held-out tokens, checked every 25 steps.
+  batch 1024, k 8, lr 4e-3 for both, relu's L1 `--ttq-l1` / jumprelu's L0 `--ttq-l0` for both; wall
+  time of the optimiser steps (evaluation excluded) until FVU <= target, MMCS >= target and mean L0 <=
+  `--ttq-max-l0` (a dense code reconstructs well without being a dictionary) on 4,096 held-out tokens,
+  checked every 25 steps.
+
+The JSON records the load average (`os.getloadavg`) before and after, and `--conditions` (what else ran).
 
 usage: python benchmarks/sae_train.py [--peer-python .venv-peers/bin/python] [--threads 1,2] [--rounds 1]
        [--shapes 128x1024x1024,512x4096x4096] [--rules topk,batchtopk,jumprelu,relu]
-       [--ttq-rules topk,batchtopk] [--ttq-fvu 0.1] [--ttq-mmcs 0.9]
+       [--ttq-rules topk,batchtopk,relu,jumprelu] [--ttq-fvu 0.15] [--ttq-mmcs 0.95] [--ttq-l1 0.5] [--ttq-l0 0.05]
+       [--ttq-target batchtopk=0.2/0.9,relu=0.19/0.95] [--ttq-max-steps 1000]
+       [--conditions "idle: nothing else running"]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -79,11 +86,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration and run")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     ap.add_argument("--rules", default="topk,batchtopk,jumprelu,relu")
-    ap.add_argument("--ttq-rules", default="topk,batchtopk")
+    ap.add_argument("--ttq-rules", default="topk,batchtopk,relu,jumprelu")
     ap.add_argument("--ttq-order", default="ABBA", choices=["ABBA", "AB"], help="time-to-quality run order")
-    ap.add_argument("--ttq-fvu", type=float, default=0.1, help="time to quality: FVU target")
-    ap.add_argument("--ttq-mmcs", type=float, default=0.9, help="time to quality: MMCS target")
-    ap.add_argument("--ttq-max-steps", type=int, default=2000)
+    ap.add_argument("--ttq-fvu", type=float, default=0.15, help="time to quality: FVU target")
+    ap.add_argument("--ttq-mmcs", type=float, default=0.95, help="time to quality: MMCS target")
+    ap.add_argument("--ttq-l1", type=float, default=0.5, help="time to quality: relu's L1 coefficient (both)")
+    ap.add_argument("--ttq-l0", type=float, default=0.05, help="time to quality: jumprelu's L0 coefficient (both)")
+    ap.add_argument("--ttq-target", default="batchtopk=0.2/0.9,relu=0.19/0.95", help="per-rule targets overriding --ttq-fvu/--ttq-mmcs, "
+                                                     "e.g. batchtopk=0.2/0.9,relu=0.15/0.6")
+    ap.add_argument("--ttq-jumprelu-init", type=float, default=0.1,
+                    help="time to quality: ontogeny's initial jumprelu threshold (SAELens: its default 0.01; "
+                         "ontogeny's pre-activations start ~10x larger, its decoder rows at norm 1, not 0.1)")
+    ap.add_argument("--ttq-max-l0", type=float, default=24.0, help="time to quality: mean L0 target (3 k, k = 8)")
+    ap.add_argument("--ttq-max-steps", type=int, default=1000)
+    ap.add_argument("--conditions", default="not stated", help="what else ran on the machine (recorded)")
     ap.add_argument("--out", default=str(HERE / "results" / "sae_train.json"))
     a = ap.parse_args()
     pythons = {"ontogeny": sys.executable}
@@ -93,7 +109,8 @@ def main() -> None:
     configs = [f"{r}:{g}" for r in filter(None, a.rules.split(","))
                for g in (["sparse", "dense"] if r in ("relu", "jumprelu") else ["sparse"])]
     result: dict = {"benchmark": "sae_train_side_by_side", "saelens": why or "installed",
-                    "command": " ".join(sys.argv),
+                    "command": " ".join(sys.argv), "conditions": a.conditions,
+                    "load_average_before": [round(v, 2) for v in os.getloadavg()],
                     "config": {"k": 32, "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup,
                                "order": "ontogeny, saelens, saelens, ontogeny",
                                "ratios": "median over A/B pairs of ontogeny / SAELens speed"},
@@ -132,17 +149,31 @@ def main() -> None:
 
     def ttq_rows() -> None:
         ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
-                    "--n-features", "512", "--threads", "1", "--target-fvu", str(a.ttq_fvu),
-                    "--target-mmcs", str(a.ttq_mmcs), "--max-steps", str(a.ttq_max_steps)]
+                    "--n-features", "512", "--threads", "1", "--max-steps", str(a.ttq_max_steps),
+                    "--max-l0", str(a.ttq_max_l0), "--ontogeny-jumprelu-init", str(a.ttq_jumprelu_init)]
+        targets = {r: (a.ttq_fvu, a.ttq_mmcs) for r in filter(None, a.ttq_rules.split(","))}
+        for item in filter(None, a.ttq_target.split(",")):
+            r, fm = item.split("=")
+            fvu, mmcs = (float(v) for v in fm.split("/"))
+            targets[r] = (fvu, mmcs)
         for rule in filter(None, a.ttq_rules.split(",")):
-            runs = abba(pythons, [*ttq_args, "--rule", rule], 1, a.ttq_order)
-            row = {"rule": rule, "targets": {"fvu": a.ttq_fvu, "mmcs": a.ttq_mmcs}}
+            fvu, mmcs = targets[rule]
+            coef = {"relu": a.ttq_l1, "jumprelu": a.ttq_l0}.get(rule, 0.0)
+            runs = abba(pythons, [*ttq_args, "--rule", rule, "--target-fvu", str(fvu), "--target-mmcs", str(mmcs),
+                                  "--coef", str(coef)], 1, a.ttq_order)
+            row = {"rule": rule, "targets": {"fvu": fvu, "mmcs": mmcs, "max_l0": a.ttq_max_l0}}
+            if rule in ("relu", "jumprelu"):
+                row["coefficient"] = coef
+            if rule == "jumprelu":
+                row["initial_threshold"] = {"ontogeny": a.ttq_jumprelu_init, "saelens": 0.01}
+                row["bandwidth"] = 0.05
             for impl, rs in runs.items():
                 times = [r["train_s"] for r in rs if r["train_s"] is not None]
                 row[impl] = {"train_s": [round(v, 2) for v in times] if times else "not reached",
                              "reached_at_step": [r["reached_at_step"] or "not reached" for r in rs],
                              "final_fvu": [round(r["fvu"], 4) for r in rs],
-                             "final_mmcs": [round(r["mmcs"], 4) for r in rs]}
+                             "final_mmcs": [round(r["mmcs"], 4) for r in rs],
+                             "final_l0": [round(r["l0"], 1) for r in rs]}
             if "saelens" in runs:
                 pairs = [(o["train_s"], s_["train_s"]) for o, s_ in zip(runs["ontogeny"], runs["saelens"], strict=False)]
                 if all(o is not None and s_ is not None for o, s_ in pairs):
@@ -159,6 +190,7 @@ def main() -> None:
     for shape in filter(None, a.shapes.split(",")):
         for t in (int(x) for x in a.threads.split(",")):
             throughput_rows(shape, t)
+    result["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     save()
     print(json.dumps(result))
 

@@ -11,8 +11,9 @@ modes:
               sets relu/jumprelu to a trained SAE's sparsity (L0 ~ k, through the encoder bias or the
               thresholds), `dense` leaves them at initialisation. Also the best fp32 matmul rate of the
               encoder-shaped product here and now (the peak).
-  ttq         time to quality: train on fresh planted batches until FVU <= target and mean max cosine
-              (MMCS) of the planted directions >= target on a held-out set; wall time excludes evaluation.
+  ttq         time to quality: train on fresh planted batches until FVU <= target, mean max cosine
+              (MMCS) of the planted directions >= target and (`--max-l0`) mean L0 <= target on a held-out
+              set; wall time excludes evaluation.
 """
 
 from __future__ import annotations
@@ -51,12 +52,21 @@ def matmul_peak(B: int, D: int, F: int, reps: int = 5) -> float:
     return best
 
 
+JUMPRELU_INIT = 0.01  # SAELens's default; `--ontogeny-jumprelu-init` changes ontogeny's
+
+
 class Ontogeny:
-    def __init__(self, rule: str, D: int, F: int, k: int, lr: float, coef: float):
+    def __init__(self, rule: str, D: int, F: int, k: int, lr: float, coef: float, threshold_from_step1: bool = True):
         from ontogeny.dictionaries import Dictionary, DictionaryConfig, TrainConfig, Trainer
 
-        kw = {"l1_coefficient": coef} if rule == "relu" else {"l0_coefficient": coef} if rule == "jumprelu" else {}
-        self.model = Dictionary(DictionaryConfig(rule=rule, d_in=D, d_sae=F, k=k, threshold_start_step=1, **kw))
+        # jumprelu: SAELens's default bandwidth and initial threshold (JumpReLUTrainingSAEConfig), so both
+        # libraries train the same hyperparameters
+        kw = ({"l1_coefficient": coef} if rule == "relu" else
+              {"l0_coefficient": coef, "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": JUMPRELU_INIT}
+              if rule == "jumprelu" else {})
+        if threshold_from_step1:  # throughput: batchtopk's threshold EMA runs every timed step
+            kw["threshold_start_step"] = 1
+        self.model = Dictionary(DictionaryConfig(rule=rule, d_in=D, d_sae=F, k=k, **kw))
         self.trainer = Trainer(self.model, TrainConfig(lr=lr, b_dec_init="zeros"), total_steps=None)
 
     def step(self, x):
@@ -79,7 +89,7 @@ class Ontogeny:
 
 
 class SAELens:
-    def __init__(self, rule: str, D: int, F: int, k: int, lr: float, coef: float):
+    def __init__(self, rule: str, D: int, F: int, k: int, lr: float, coef: float, threshold_from_step1: bool = True):
         import sae_lens as sl
         from sae_lens.saes.sae import TrainStepInput
 
@@ -177,24 +187,28 @@ def time_to_quality(a) -> dict:
     G, sample = planted(D, a.n_features, k, seed=0)
     x_eval = sample(4096, torch.Generator().manual_seed(99), a.noise)
     var = float((x_eval - x_eval.mean(0)).pow(2).sum())
-    impl = IMPLS[a.impl](a.rule, D, F, k, lr=a.lr, coef=a.coef)
+    # time to quality: ontogeny's defaults (batchtopk's threshold from step 1,000; before it inference is
+    # batch top-k, as SAELens's training SAE evaluates)
+    impl = IMPLS[a.impl](a.rule, D, F, k, lr=a.lr, coef=a.coef, threshold_from_step1=False)
     gen = torch.Generator().manual_seed(1)
-    train_s, reached, fvu, mmcs = 0.0, None, 1.0, 0.0
+    train_s, reached, fvu, mmcs, l0 = 0.0, None, 1.0, 0.0, 0.0
     for step in range(1, a.max_steps + 1):
         x = sample(a.batch, gen, a.noise)
         t = time.perf_counter()
         impl.step(x)
         train_s += time.perf_counter() - t
         if step % a.eval_every == 0:
-            _, recon = impl.encode(x_eval)
+            codes, recon = impl.encode(x_eval)
             fvu = float((x_eval - recon).pow(2).sum()) / var
             W = impl.params()[2].detach()
             W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
             mmcs = float((G @ W.T).max(1).values.mean())
-            if fvu <= a.target_fvu and mmcs >= a.target_mmcs:
+            l0 = float((codes != 0).float().sum(1).mean())
+            if fvu <= a.target_fvu and mmcs >= a.target_mmcs and (a.max_l0 is None or l0 <= a.max_l0):
                 reached = step
                 break
-    return {"reached_at_step": reached, "train_s": train_s if reached else None, "fvu": fvu, "mmcs": mmcs}
+    return {"reached_at_step": reached, "train_s": train_s if reached else None, "fvu": fvu, "mmcs": mmcs,
+            "l0": l0}
 
 
 def main() -> None:
@@ -217,9 +231,14 @@ def main() -> None:
     ap.add_argument("--coef", type=float, default=1e-3)
     ap.add_argument("--target-fvu", type=float, default=0.1)
     ap.add_argument("--target-mmcs", type=float, default=0.9)
+    ap.add_argument("--max-l0", type=float, default=None, help="ttq: also require mean L0 <= this (held-out set)")
     ap.add_argument("--max-steps", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=25)
+    ap.add_argument("--ontogeny-jumprelu-init", type=float, default=0.01,
+                    help="ontogeny's initial jumprelu threshold (SAELens keeps its default 0.01)")
     a = ap.parse_args()
+    global JUMPRELU_INIT
+    JUMPRELU_INIT = a.ontogeny_jumprelu_init
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     out = throughput(a) if a.mode == "throughput" else time_to_quality(a)

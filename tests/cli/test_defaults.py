@@ -194,4 +194,6 @@ def test_demo_keeps_the_values_it_had_before_one_default_per_knob():
             d.train.dead_tokens) == (1_048_576, 4096, 3e-3, 0, 1_048_576 // 4)
     x = c.crosscoder
     assert (x.d_sae, x.n_steps, x.batch_size, x.n_pairs, x.rule, x.lr) == (256, 600, 512, 32, "relu", 1e-3)
-    assert (c.llc.n_seqs, c.llc.ctx, c.llc.seed, c.llc.sgld.num_draws) == (128, 64, 0, 30)
+    # issue 15: 4 chains × 40 draws after 20 burn-in steps, checked against 4 × 400 draws (docs/slt.md)
+    assert (c.llc.n_seqs, c.llc.ctx, c.llc.seed, c.llc.sgld.num_draws) == (128, 64, 0, 40)
+    assert (c.llc.sgld.num_chains, c.llc.sgld.num_burnin_steps) == (4, 20)

@@ -173,3 +173,78 @@ def test_row_dots_matches_gathered_reference():
     rows = torch.arange(30).repeat_interleave(5)
     cols = torch.randint(0, 50, (150,), generator=g)
     assert torch.allclose(row_dots(W, x, rows, cols), row_dots_reference(W, x, rows, cols), atol=1e-5)
+
+
+def test_fused_dense_jumprelu_equals_the_two_functions_at_ties():
+    """`_JumpReLUL0` (float step and band masks) gives `_JumpReLU` and `_Step`'s codes, L0 and gradients,
+    with entries exactly at theta (code 0) and exactly eps/2 from it (outside the band)."""
+    from ontogeny.dictionaries.rules.jumprelu import _JumpReLU, _JumpReLUL0, _Step
+    eps = 0.25
+    theta = torch.tensor([0.5, 0.25, 1.0])
+    pre = torch.tensor([[0.5, 0.25, 1.0], [0.625, 0.375, 0.875], [0.55, 0.2, 3.0], [-1.0, 0.3, 1.05]])
+    g = torch.tensor([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0], [2.0, 1.0, 1.0], [-0.5, 0.75, 2.0]])
+    out = []
+    for fused in (True, False):
+        p, t = pre.clone().requires_grad_(), theta.clone().requires_grad_()
+        if fused:
+            codes, l0 = _JumpReLUL0.apply(p, t, eps)
+        else:
+            codes, l0 = _JumpReLU.apply(p, t, eps), _Step.apply(p, t, eps).sum()
+        ((codes * g).sum() + 0.7 * l0).backward()
+        out.append((codes.detach(), l0.detach(), p.grad, t.grad))
+    for a, b in zip(*out, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert out[0][0][0].abs().sum() == 0 and float(out[0][1]) == 6  # pre == theta: not active
+    # the band |pre - theta| < eps/2 holds row 0 (d = 0), 0.55, 0.2, 0.3 and 1.05; not 0.625, 0.375 or
+    # 0.875 (|d| = eps/2 exactly)
+    band = torch.tensor([[1.0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 1, 1]])
+    expect = -(1 / eps) * (theta * (band * g).sum(0) + 0.7 * band.sum(0))
+    assert torch.allclose(out[0][3], expect, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_sample", [None, 512])
+def test_batch_topk_indices_with_ties_and_fallback(n_sample):
+    """Many tied values at the cut: exactly n distinct ascending indices whose values are the top-n
+    values; a margin too small for the sample falls back to the full top-n (same values)."""
+    from ontogeny.dictionaries.rules import batch_topk_indices
+    flat = torch.randint(0, 40, (100_000,), generator=torch.Generator().manual_seed(2)).float()
+    for n, margin in ((1000, 1.5), (3333, 1.5), (2000, 0.2)):
+        got = batch_topk_indices(flat, n, n_sample=n_sample, margin=margin)
+        assert got.numel() == n and torch.equal(got, got.unique())  # ascending, no entry twice
+        assert torch.equal(flat[got].sort().values, flat.topk(n).values.sort().values)
+
+
+def test_shared_column_order_gives_the_same_sums():
+    """One `ColumnOrder` serves two column sums over the same entries (as the encoder's and decoder's
+    backward share it) with the result of separate sorts; other entries are refused."""
+    from ontogeny.dictionaries.sparse import ColumnOrder, column_sums
+    g = torch.Generator().manual_seed(0)
+    rows = torch.arange(50).repeat_interleave(6)
+    cols = torch.randint(0, 70, (300,), generator=g)
+    t1, t2, w = torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g), torch.randn(300, generator=g)
+    dense = torch.zeros(50, 70).index_put((rows, cols), w, accumulate=True)  # brute force: dense^T @ table
+    order = ColumnOrder()
+    for t in (t1, t2):
+        assert torch.allclose(column_sums(t, rows, cols, w, 70, order), dense.t() @ t, atol=1e-5)
+    with pytest.raises(ValueError):
+        column_sums(t1, rows[:10], cols[:10], w[:10], 70, order)
+
+
+def test_reused_encoder_workspace_keeps_steps_independent(rule_params):
+    """The fused encoder writes each step's dense pre-activations into one reused buffer: batches of
+    different contents and sizes in turn give the losses and gradients of a fresh dictionary."""
+    fast, _ = _pair("topk", rule_params["topk"]["small"])
+    g = torch.Generator().manual_seed(5)
+    for B in (64, 64, 17, 64):
+        x = torch.randn(B, 12, generator=g)
+        fresh, _ = _pair("topk", rule_params["topk"]["small"])
+        got = []
+        for m in (fast, fresh):
+            m.train()
+            m.zero_grad(set_to_none=True)
+            out = m.training_loss(x, TrainState())
+            out.loss.backward()
+            got.append((out.loss.detach(), m.W_enc_DF.grad.clone(), m.b_dec_D.grad.clone()))
+        for a, b in zip(*got, strict=True):
+            assert torch.equal(a, b)
+    assert fast._workspace._buf is not None and fast._workspace._buf.shape == (64, 40)

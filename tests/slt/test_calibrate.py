@@ -94,11 +94,17 @@ def test_calibration_on_a_regular_gaussian_model_finds_d_over_2():
     d = 6
     x, loss, w_star = _gaussian_mean_task(d, 2000)
     base = SGLDConfig(batch_size=1000, num_chains=4, num_draws=600)
-    cal = CalibrationConfig(lrs=[3e-4, 1e-3, 3e-3, 1e-2], gammas=[1.0, 1000.0], num_draws=600)
+    cal = CalibrationConfig(lrs=[3e-4, 1e-3, 3e-3, 1e-2], gammas=[1.0, 1000.0], num_draws=600,
+                            stop_at_first_choice=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = calibrate(loss, w_star, shuffled_batches((x,), 1000, 0), base, cal)
+        # stopping once the smallest γ yields a choice runs only γ = 1 and cannot change the choice
+        quick = calibrate(loss, w_star, shuffled_batches((x,), 1000, 0), base,
+                          cal.model_copy(update={"stop_at_first_choice": True}))
     assert len(result.rows) == 8 and sum(r["chosen"] for r in result.rows) == 1
+    assert [r["gamma"] for r in quick.rows] == [1.0] * 4 and quick.config == result.config
+    assert [r["llc_mean"] for r in quick.rows] == [r["llc_mean"] for r in result.rows[:4]]
     assert result.config.n_beta == pytest.approx(default_n_beta(2000))
     # ε·P > 2 is unstable and fails; γ = 1000 (P = nβ + γ ≈ 4.8·nβ) deflates λ̂ ~5× and is not chosen
     assert not [r for r in result.rows if r["lr"] == 1e-2 and r["gamma"] == 1.0][0]["passed"]
@@ -110,6 +116,23 @@ def test_calibration_on_a_regular_gaussian_model_finds_d_over_2():
     cfg = result.config.model_copy(update={"num_draws": 1000, "seed": 7})
     res = estimate_llc(loss, w_star, shuffled_batches((x,), 1000, 7), cfg)
     assert res.llc_mean == pytest.approx(d / 2, rel=0.1) and res.converged
+
+
+def test_unsettled_points_are_rerun_with_twice_the_draws():
+    # 100 draws at ε 1e-3 / 2e-3 on the Gaussian model: the trace is still climbing (half difference beyond
+    # tolerance), the only failure; one extension (200 draws, the same chain run longer) settles both.
+    x, loss, w_star = _gaussian_mean_task(6, 2000)
+    cal = CalibrationConfig(lrs=[1e-3, 2e-3], gammas=[1.0], num_draws=100, max_extensions=0)
+    seen = []
+    with warnings.catch_warnings(), pytest.raises(ConfigError, match="no γ has two grid points"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        calibrate(loss, w_star, shuffled_batches((x,), 1000, 0), SGLDConfig(batch_size=1000), cal, on_point=seen.append)
+    assert [r["num_draws"] for r in seen] == [100, 100] and all("half difference" in r["reason"] for r in seen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = calibrate(loss, w_star, shuffled_batches((x,), 1000, 0), SGLDConfig(batch_size=1000),
+                           cal.model_copy(update={"max_extensions": 1}))
+    assert [(r["num_draws"], r["passed"]) for r in result.rows] == [(200, True), (200, True)]
 
 
 def test_choose_rules_on_a_planted_grid():

@@ -108,3 +108,61 @@ def test_head_separation_uses_the_named_heads_and_says_when_none_pass():
     none = head_separation(heads, [], 0.3)[0]
     assert none["standardised_gap"] is None and none["induction_heads"] == "none passed"
     assert "no head passed the census induction threshold 0.3" in none["note"]
+
+
+def test_calibrated_sweep_samples_every_component_at_the_chosen_settings(tiny_series_dir, tmp_path):
+    """With `calibration` set, the sweep chooses ε, γ on the full model (the LLC's procedure) and runs every
+    component there: the head's refined LLC equals an independent run of the same sampler at those settings."""
+    import pyarrow.parquet as pq
+
+    from ontogeny.series.corpus import CorpusConfig, build_corpus
+    from ontogeny.series.load import load_series
+    from ontogeny.slt.calibrate import CalibrationConfig
+    from ontogeny.slt.pipeline import susceptibility_run
+    from ontogeny.slt.susceptibility import SusceptibilityConfig, sample_component, token_sets_from_corpus
+
+    series = load_series(tiny_series_dir)
+    model, corpus = series.model(4), build_corpus(seed=0, config=CorpusConfig.tiny())
+    # loose criteria so both grid points pass and agree (a plateau): the rule then takes the smaller ε. The
+    # checkpoint is not a minimum: a small nβ under a strong γ keeps the chains' estimates positive (noise
+    # term tr(H)/2γ above the descent nβ|g|²/γ); no burn-in detection, so no point is "unsettled".
+    cal = CalibrationConfig(lrs=[1e-3, 3e-3], gammas=[300.0], num_chains=2, num_draws=20, min_acceptance=1e-6,
+                            half_tol=1e3, max_below_frac=1.0, plateau_tol=1e3, max_extensions=0)
+    cfg = SusceptibilityConfig(sgld=SGLDConfig(lr=0.5, gamma=1.0, n_beta=1.0, num_chains=2, num_draws=6,
+                                               detect_burnin=False, batch_size=4),
+                               components=["l0h1", "l1h0"], probe_kinds=["prose"],
+                               ctx=32, n_sampling_seqs=16, n_base_seqs=2, n_probe_seqs=2, calibration=cal)
+    res = susceptibility_run(model, series.tokenizer, cfg, tmp_path, 4, corpus=corpus)
+    grid = pq.read_table(tmp_path / "tables" / "susceptibility_calibration.parquet").to_pylist()
+    assert [(r["lr"], r["chosen"]) for r in grid] == [(1e-3, True), (3e-3, False)]
+    assert res["sgld"]["lr"] == 1e-3 and res["sgld"]["gamma"] == 300.0 and res["sgld"]["calibrated"]
+    comps = {r["component"]: r for r in pq.read_table(tmp_path / "tables" / "susceptibility_components.parquet").to_pylist()}
+    assert {(r["lr"], r["gamma"]) for r in comps.values()} == {(1e-3, 300.0)}
+    sampling, base, probes = token_sets_from_corpus(series.tokenizer, cfg, corpus=corpus)
+    direct = sample_component(model, "l0h1", sampling, base, probes,
+                              cfg.sgld.model_copy(update={"lr": 1e-3, "gamma": 300.0}))
+    assert comps["l0h1"]["llc_mean"] == pytest.approx(direct.llc.llc_mean, rel=1e-9)
+    assert (tmp_path / "figures" / "susceptibility_calibration.json").stat().st_size > 0
+
+
+def test_per_head_llc_is_the_same_estimate_in_the_llc_curve_and_the_sweep(tiny_series_dir):
+    """One sampler: a head's refined LLC from `llc_rows` (ontogeny llc --components) equals the one the
+    susceptibility sweep records for that head, given the same settings, token ids and seed (the sweep's
+    observables do not touch the chain)."""
+    from ontogeny.series.corpus import CorpusConfig, build_corpus
+    from ontogeny.series.load import load_series
+    from ontogeny.slt.pipeline import llc_rows
+    from ontogeny.slt.susceptibility import SusceptibilityConfig, sample_component, token_sets_from_corpus
+
+    series = load_series(tiny_series_dir)
+    model = series.model(4)
+    cfg = SusceptibilityConfig(sgld=SGLDConfig(lr=1e-3, n_beta=30.0, num_chains=2, num_draws=25, num_burnin_steps=3,
+                                               batch_size=4), probe_kinds=["prose"], ctx=32, n_sampling_seqs=16,
+                               n_base_seqs=2, n_probe_seqs=2)
+    sampling, base, probes = token_sets_from_corpus(series.tokenizer, cfg, corpus=build_corpus(
+        seed=0, config=CorpusConfig.tiny()))
+    sweep = sample_component(model, "l1h0", sampling, base, probes, cfg.sgld).llc
+    row = llc_rows(model, sampling, cfg.sgld, ["l1h0"], 4)[0]
+    assert row["llc_mean"] == pytest.approx(sweep.llc_mean, rel=1e-9)
+    assert (row["llc_std"], row["burnin_draws"], row["n_beta"]) == pytest.approx(
+        (sweep.llc_std, sweep.n_burnin_draws, sweep.n_beta), rel=1e-9)

@@ -149,6 +149,9 @@ def susceptibility(
     seed: Seed = None,
     corpus_size: str = typer.Option(None, help="Corpus of the token sets: default or tiny (default: the corpus "
                                                "the series was trained on)."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Choose ε and γ first on the full model (sets "
+                                   "`calibration = {}`; tables/susceptibility_calibration.parquet, figures/); "
+                                   "every head is then sampled at the chosen settings."),
 ) -> None:
     """Per-head susceptibilities χ for corpus-kind probes, the response matrix, its PCA, and how its PCs
     separate the induction heads the head census names (CensusConfig's default thresholds here; a study
@@ -161,6 +164,7 @@ def susceptibility(
     with user_errors():
         flags = {"step": step, "components": parse_csv(components), "base_kind": base, "probe_kinds": parse_csv(probes),
                  "centring": centring, "ctx": ctx, "n_probe_seqs": n_probe_seqs, "n_base_seqs": n_probe_seqs,
+                 "calibration": {} if calibrate else None,
                  **_sgld_flags(lr, n_beta, gamma, chains, draws, burnin, batch_size, seed)}
         section = build_config(SusceptibilitySection, config, set_, flags, origin="susceptibility")
         cfg = section.susceptibility_config()
@@ -174,6 +178,11 @@ def susceptibility(
             res = susceptibility_run(model, series.tokenizer, cfg, out, step, corpus=_corpus(corpus_size, series_dir),
                                      on_component=lambda c: bar.update(task, description=f"SGLD after {c}"),
                                      on_step=lambda _: bar.advance(task))
+        if res["sgld"].get("calibrated"):
+            sg = res["sgld"]
+            console.print(f"calibrated on the full model: ε {sg['lr']:g}, γ {sg['gamma']:g}, nβ {sg['n_beta']:.4g} "
+                          f"({sg['calibration_points_passed']} of {sg['calibration_points']} grid points passed"
+                          f"{'' if sg['calibration_plateau'] else '; no plateau in ε'}); every head sampled there")
         r = res["response"]
         show_table(f"response matrix χ at step {step} (probe × head, centring={cfg.centring})",
                    [{"probe": p, **{c: float(r["matrix"][i][j]) for j, c in enumerate(r["components"])}}

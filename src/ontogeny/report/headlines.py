@@ -104,8 +104,9 @@ def sectioned_headlines(run_dir: str | Path) -> list[tuple[str, str, str, str]]:
         rows += lifehistory_headlines(lh)
     llc = res("llc")
     if llc.get("llc"):
-        rows.append(("llc", "LLC through training", fmt([round(x, 1) if x is not None else None for x in llc["llc"]]),
-                     f"λ̂ at steps {fmt(llc.get('steps'))}"))
+        step_rows = [r for k in sorted(units) if k.startswith("llc/step_")
+                     for r in (units[k].get("result") or {}).get("rows", [])]
+        rows += llc_headlines(llc, step_rows, units.get("llc", {}).get("config"))
     for e in res("capabilities").get("events", []):
         if e.get("jump_step") is not None and (e.get("abrupt") or e.get("metric") in KEY_CAPABILITIES):
             rows.append(("capabilities", f"emergence step: {e['metric']}", fmt(e["jump_step"]),
@@ -219,4 +220,59 @@ def census_headlines(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  + "; the best induction "
                  "head's attention shift per period (0 = classic i−P+1): "
                  + fmt([f"P={p}: {v}" for p, v in sorted(shifts.items(), key=lambda kv: int(kv[0]))])))
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return MISSING if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def llc_headlines(llc: dict[str, Any], step_rows: list[dict[str, Any]],
+                  config: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """The LLC curve beside its references, so a reader can tell a finding from an artefact.
+
+    Row 1: λ̂ per checkpoint with the sampler settings and the regular-model value d/2 of the sampled
+    parameters (λ̂ ≪ d/2 is what a singular, degenerate minimum gives; λ̂ near d/2 would be a regular one).
+    Row 2: the convergence figures (largest between-chain std and first/second-half difference, as shares
+    of λ̂, and how many checkpoints converged), all measured in this run. A check against a long run is a
+    separate measurement (docs/slt.md, "Demo check against a long run"), not something a report can claim
+    for its own run. `step_rows` are the per-checkpoint LLC rows (manifest units llc/step_*), `config` the
+    LLC section as run; missing figures are said in words.
+    """
+    full = [r for r in step_rows if r.get("component", "full") == "full"]
+    sg = (config or {}).get("sgld") or {}
+    n_params = next((r.get("n_params") for r in full if r.get("n_params")), None)
+    burn = sorted({r["burnin_draws"] for r in full if r.get("burnin_draws") is not None})
+    nb = sorted({r["n_beta"] for r in full if r.get("n_beta") is not None})
+    nb_text = fmt(nb[0]) if len(nb) == 1 else fmt(nb) if nb else fmt(sg.get("n_beta"), "n/ln n")
+    burn_text = f"{burn[0]}" if len(burn) == 1 else f"{burn[0]}–{burn[-1]}" if burn else MISSING
+    settings = "sampler settings not recorded" if not sg else (
+        f"nβ {nb_text}, ε {fmt(sg.get('lr'))}, γ {fmt(sg.get('gamma'))}, {fmt(sg.get('num_chains'))} chains × "
+        f"{fmt(sg.get('num_draws'))} draws after {fmt(sg.get('num_burnin_steps'), '0')} burn-in steps "
+        f"(detected burn-in dropped: {burn_text} draws)")
+    regular = (f"a regular model with these {n_params:,} sampled parameters would have λ = d/2 = "
+               f"{n_params / 2:,.0f}; λ̂ far below it is the degenerate (singular) minimum the LLC measures"
+               if n_params else "the regular-model value d/2 is not recorded (number of sampled parameters missing)")
+    rows = [("llc", "LLC through training", fmt([round(x, 1) if x is not None else None for x in llc["llc"]]),
+             f"λ̂ at steps {fmt(llc.get('steps'))}; {settings}; reference: {regular}")]
+
+    def worst(key: str) -> tuple[float | None, Any]:
+        vals = [(abs(r[key]) / abs(r["llc_mean"]), r.get("step")) for r in full
+                if r.get(key) is not None and r.get("llc_mean") and math.isfinite(r[key])]
+        return max(vals, key=lambda v: v[0]) if vals else (None, None)
+
+    if full:
+        (sd, sd_step), (hd, hd_step) = worst("llc_std"), worst("llc_half_diff")
+        n_conv = sum(bool(r.get("converged")) for r in full)
+        tol = sg.get("convergence_tol")
+        def at(x: float | None, step: Any, what: str) -> str:
+            return f"{what} {MISSING}" if x is None else f"{what} {_pct(x)} of λ̂ (step {fmt(step)})"
+
+        conv = (f"{at(sd, sd_step, 'largest between-chain std')}, "
+                f"{at(hd, hd_step, 'largest first/second-half difference')}; "
+                f"tolerance {_pct(tol) + ' of λ̂' if tol else MISSING}")
+        value = f"{n_conv} of {len(full)} converged"
+    else:
+        conv, value = "convergence figures not recorded for this run", MISSING
+    rows.append(("llc", "LLC convergence", value, conv))
     return rows

@@ -10,8 +10,11 @@ another. The procedure (a PROPOSAL built from the criteria practitioners read of
    ≥ `min_acceptance`, the detected burn-in is not at its limit (the trace settled), the standard error
    of λ̂ over chains is within `half_tol`·|λ̂|, the first/second-half difference is within `half_tol`·|λ̂|
    or within noise (4 standard errors), no chain's estimate is negative and at most `max_below_frac` of
-   the draws lie below L(w*);
-3. γ: the *smallest* γ with at least two passing ε (γ only confines; a larger γ can only lower λ̂);
+   the draws lie below L(w*); a point failing *only* because its trace had not settled is rerun with
+   twice the draws, up to `max_extensions` times (equilibration time grows as 1/ε, so a fixed draw count
+   is short for the small ε first);
+3. γ: the *smallest* γ with at least two passing ε (γ only confines; a larger γ can only lower λ̂); with
+   `stop_at_first_choice` the γ run in increasing order and the larger γ are not run once a choice exists;
 4. ε: within that γ, walk the passing ε from small to large over adjacent pairs whose λ̂ agree within
    `plateau_tol` (the plateau) and take the *smaller* ε of the last agreeing pair: the largest step that
    the next larger one confirms. Without such a pair, the smallest passing ε, flagged. Minibatch gradient
@@ -50,6 +53,14 @@ class CalibrationConfig(BaseModel):
     max_below_frac: float = Field(0.5, gt=0, le=1, description="largest share of draws below L(w*)")
     plateau_tol: float = Field(0.1, gt=0, description="adjacent passing ε whose λ̂ differ by at most this "
                                "share form a plateau")
+    max_extensions: int = Field(1, ge=0, description="PROPOSAL: a point that fails only because its trace had not "
+                                "settled (half difference or burn-in at its limit) is rerun with twice the draws "
+                                "(same seed: the first draws repeat, so it is the same chain run longer), up to "
+                                "this many times; 0: never")
+    stop_at_first_choice: bool = Field(True, description="run the γ in increasing order and stop after the first "
+                                       "γ with two passing ε: rule 3 picks the smallest such γ, so the larger γ "
+                                       "cannot change the choice (the table then lists only the points run); "
+                                       "False runs the whole grid")
 
 
 @dataclass
@@ -70,26 +81,36 @@ class Calibration:
                 "calibration_points": len(self.rows)}
 
 
-def score_point(res: LLCResult, cal: CalibrationConfig) -> tuple[bool, str]:
-    """(passed, the failed criteria in words) for one grid point's estimate."""
+UNSETTLED = "unsettled"  # failure tag: the trace had not settled (more draws may cure it)
+
+
+def failures(res: LLCResult, cal: CalibrationConfig) -> list[tuple[str, str]]:
+    """The criteria one grid point's estimate fails, as (tag, words); tag UNSETTLED for a trace still moving."""
     fails = []
     if res.n_diverged:
-        fails.append(f"{res.n_diverged} chain(s) diverged")
+        fails.append(("diverged", f"{res.n_diverged} chain(s) diverged"))
     if res.mala_acceptance is not None and res.mala_acceptance < cal.min_acceptance:
-        fails.append(f"MALA acceptance {res.mala_acceptance:.3f} < {cal.min_acceptance:g}")
+        fails.append(("mala", f"MALA acceptance {res.mala_acceptance:.3f} < {cal.min_acceptance:g}"))
     if any("burn-in at its limit" in w for w in res.warnings):
-        fails.append("trace still moving (burn-in at its limit)")
+        fails.append((UNSETTLED, "trace still moving (burn-in at its limit)"))
     scale = cal.half_tol * max(abs(res.llc_mean), 1e-12)
     se = res.llc_std / max(len(res.llc_per_chain) - 1, 1) ** 0.5  # standard error of λ̂ over chains
     if abs(res.half_diff) > scale and abs(res.half_diff) > 2 * 2 * se:  # beyond tolerance and beyond noise
-        fails.append(f"half difference {res.half_diff:.3g} > {cal.half_tol:.0%} of λ̂ and > 4 standard errors")
+        fails.append((UNSETTLED, f"half difference {res.half_diff:.3g} > {cal.half_tol:.0%} of λ̂ and "
+                      "> 4 standard errors"))
     if se > scale:
-        fails.append(f"standard error over chains {se:.3g} > {cal.half_tol:.0%} of λ̂")
+        fails.append(("spread", f"standard error over chains {se:.3g} > {cal.half_tol:.0%} of λ̂"))
     if min(res.llc_per_chain) < 0:
-        fails.append("negative chain estimate")
+        fails.append(("negative", "negative chain estimate"))
     if res.below_init_frac > cal.max_below_frac:
-        fails.append(f"{res.below_init_frac:.0%} of draws below L(w*)")
-    return not fails, "; ".join(fails) if fails else "passed"
+        fails.append(("below", f"{res.below_init_frac:.0%} of draws below L(w*)"))
+    return fails
+
+
+def score_point(res: LLCResult, cal: CalibrationConfig) -> tuple[bool, str]:
+    """(passed, the failed criteria in words) for one grid point's estimate."""
+    fails = failures(res, cal)
+    return not fails, "; ".join(t for _, t in fails) if fails else "passed"
 
 
 def choose(rows: list[dict[str, Any]], plateau_tol: float) -> tuple[dict[str, Any] | None, bool]:
@@ -119,13 +140,22 @@ def calibrate(loss_fn: LossFn, params0: Params, batches: BatchFn, base: SGLDConf
     cal = cal or CalibrationConfig()
     n_beta = base.resolved_n_beta(n_samples if n_samples is not None else getattr(batches, "n_samples", None))
     rows, results = [], {}
-    for gam in cal.gammas:
+    for gam in sorted(cal.gammas) if cal.stop_at_first_choice else cal.gammas:
+        if cal.stop_at_first_choice and choose(rows, cal.plateau_tol)[0] is not None:
+            break  # a smaller γ already has two passing ε: rule 3 chooses it whatever the larger γ give
         for lr in cal.lrs:
-            cfg = base.model_copy(update={"lr": lr, "gamma": gam, "n_beta": n_beta, "mala": True,
-                                          "num_chains": cal.num_chains, "num_draws": cal.num_draws})
-            res = estimate_llc(loss_fn, params0, batches, cfg, masks=masks)
+            draws = cal.num_draws
+            for attempt in range(cal.max_extensions + 1):
+                cfg = base.model_copy(update={"lr": lr, "gamma": gam, "n_beta": n_beta, "mala": True,
+                                              "num_chains": cal.num_chains, "num_draws": draws})
+                res = estimate_llc(loss_fn, params0, batches, cfg, masks=masks)
+                fails = failures(res, cal)
+                if not fails or any(tag != UNSETTLED for tag, _ in fails) or attempt == cal.max_extensions:
+                    break
+                draws *= 2  # only "not settled yet": the same chain, run twice as long
             passed, reason = score_point(res, cal)
-            row = {"gamma": gam, "lr": lr, "n_beta": n_beta, "llc_mean": res.llc_mean, "llc_std": res.llc_std,
+            row = {"gamma": gam, "lr": lr, "n_beta": n_beta, "num_draws": draws, "llc_mean": res.llc_mean,
+                   "llc_std": res.llc_std,
                    "half_diff": res.half_diff, "burnin_draws": res.n_burnin_draws,
                    "mala_acceptance": res.mala_acceptance, "below_init_frac": res.below_init_frac,
                    "n_diverged": res.n_diverged, "passed": passed, "reason": reason, "chosen": False}

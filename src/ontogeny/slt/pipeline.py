@@ -64,17 +64,19 @@ def calibrate_lm(model, ids_NT: torch.Tensor, cfg: SGLDConfig, cal=None, compone
 
 
 def calibrate_and_record(model, ids_NT: torch.Tensor, cfg: SGLDConfig, out: Path, inputs: dict[str, str] | None = None,
-                         cal=None, on_point: Callable[[dict[str, Any]], None] | None = None):
-    """Calibrate SGLD on `model` (whole model) and write the grid: tables/llc_calibration.parquet and
-    figures/llc_calibration.json under the run `out`. Returns (chosen SGLDConfig, the columns for the LLC
-    table: calibrated lr, gamma, plateau flag, points passed) and the Calibration itself."""
+                         cal=None, on_point: Callable[[dict[str, Any]], None] | None = None,
+                         name: str = "llc_calibration"):
+    """Calibrate SGLD on `model` (whole model) and write the grid: tables/<name>.parquet and
+    figures/<name>.json under the run `out` (`llc_calibration` for the LLC curve, `susceptibility_calibration`
+    for the sweep). Returns (chosen SGLDConfig, the columns for the estimate's table: calibrated lr, gamma,
+    plateau flag, points passed) and the Calibration itself."""
     from ontogeny.slt.figures import calibration_plot
     from ontogeny.slt.tables import write_table
     from ontogeny.store import layout
 
     calib = calibrate_lm(model, ids_NT, cfg, cal, on_point=on_point)
-    write_table(calib.rows, layout.table_path(out, "llc_calibration"), cal, inputs)
-    calibration_plot(calib.rows, layout.figures_dir(out))
+    write_table(calib.rows, layout.table_path(out, name), cal, inputs)
+    calibration_plot(calib.rows, layout.figures_dir(out), name)
     return calib.config, calib.summary(), calib
 
 
@@ -88,6 +90,9 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, census=None,
     probes from `census_pool` (default: every non-special token, as the census); one definition of an
     induction head for the whole project. Writes tables/susceptibility_*.parquet and
     figures/response_matrix.*, figures/pc_scatter_heads.* under `out`.
+    With `cfg.calibration` set, ε and γ are first chosen on the full model and the sampling set by the
+    same procedure as the LLC's (`calibrate_and_record`; tables/susceptibility_calibration.parquet), and
+    every component is sampled at the chosen settings: one sampler for the per-head LLCs and the χ.
     Returns the tables' rows, the named heads, the SGLD warnings and the response matrix.
     """
     from ontogeny.census.heads import CensusConfig, census_checkpoint, named_heads, scores_LH
@@ -102,6 +107,12 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, census=None,
         census.model_dump(include=set(CensusConfig.model_fields)))
     corpus = corpus or build_corpus(seed=0)
     sampling, base_ids, probe_ids = token_sets_from_corpus(tokenizer, cfg, corpus=corpus)
+    calibrated: dict[str, Any] = {}
+    if cfg.calibration is not None:
+        chosen, calibrated, _ = calibrate_and_record(model, sampling, cfg.sgld, out,
+                                                     {"step": str(step), "ids_sampling": tensor_hash(sampling)},
+                                                     cal=cfg.calibration, name="susceptibility_calibration")
+        cfg = cfg.model_copy(update={"sgld": chosen})
     res = susceptibility_sweep(model, sampling, base_ids, probe_ids, cfg, on_component=on_component,
                                on_step=on_step)
     pool = ordinary_token_ids(tokenizer) if census_pool is None else census_pool
@@ -109,6 +120,8 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, census=None,
     census_rows, _ = census_checkpoint(model, pool, census.model_copy(update={"ablate": False}), step)
     named = named_heads(census_rows, census, step)
     tables = susceptibility_rows(res, step)
+    for row in tables["susceptibility_components"]:
+        row.update({"lr": cfg.sgld.lr, "gamma": cfg.sgld.gamma, **calibrated})
     heads, pcs = head_pca_rows(res, scores_LH(census_rows, "induction", step), step,
                                induction_heads=named["induction"])
     sep = head_separation(heads, named["induction"], census.induction_threshold)
@@ -123,6 +136,7 @@ def susceptibility_run(model, tokenizer, cfg, out: Path, step: int, census=None,
                 if r.excess_CD is not None and c in ("full", *res.components[:3])}, out / "figures",
                "susceptibility_traces")
     return {"step": step, "heads": heads, "pcs": pcs[:5], "separation": sep, "warnings": res.warnings[:20],
+            "sgld": {"lr": cfg.sgld.lr, "gamma": cfg.sgld.gamma, "n_beta": res.llc["full"].n_beta, **calibrated},
             "induction_heads": named["induction"], "induction_threshold": census.induction_threshold,
             "response": {"probes": res.probes, "components": res.components,
                          "matrix": res.response_PK.tolist() if hasattr(res.response_PK, "tolist") else res.response_PK}}

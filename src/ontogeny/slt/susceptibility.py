@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ontogeny.errors import ConfigError
+from ontogeny.slt.calibrate import CalibrationConfig
 from ontogeny.slt.heads import component_masks, head_names, n_selected
 from ontogeny.slt.llc import LLCResult, llc_from_samples
 from ontogeny.slt.lm import eager_attention, lm_batches, lm_loss_fn, model_params, token_loss_observable
@@ -50,6 +51,10 @@ class SusceptibilityConfig(BaseModel):
     base_kind: str = Field("code", description="corpus kind of the base distribution q")
     probe_kinds: list[str] = Field(default_factory=lambda: ["prose", "tests", "docstrings", "synthetic"])
     seed: int = Field(0, description="seed of the token-set sampling")
+    calibration: CalibrationConfig | None = Field(
+        None, description="choose ε and γ first on the full model and the sampling set (CalibrationConfig, "
+        "the same procedure as `ontogeny llc --calibrate`); every component is then sampled at the chosen "
+        "settings; None: use sgld as given")
 
 
 @dataclass

@@ -24,14 +24,23 @@ def demo_config() -> StudyConfig:
                                    "ablation": {"n_single": 20}}},
         # A small crosscoder (the library default is d_sae 512, 2000 steps of 1024 tokens, 64 pairs per task).
         "crosscoder": {"d_sae": 256, "n_steps": 600, "batch_size": 512, "n_pairs": 32},
-        # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting.
-        # ε 1e-3 and nβ 30 as before (the library's defaults became 3e-5 and n / ln n).
+        # SGLD dominates the demo's cost (each draw is a forward+backward per chain): a light setting, checked
+        # against 4 chains × 400 draws at steps 64, 250, 600 (docs/slt.md, "Demo check against a long run":
+        # within 1.7% at the demo's seed, 2.9% over three; the old 2 × 30 without burn-in steps missed by 5.9% at
+        # step 250). 4 chains
+        # cost ≈ 1.5× 2 chains per step (vmapped), so they buy more than longer chains. nβ 30 (Baker et al.),
+        # a documented choice: at the library's n/ln n ≈ 896 no ε from 3e-6 to 1e-4 passed the calibration at
+        # step 600 (chains unsettled after 200 draws or MALA < 0.9; same docs section); ε 1e-3, γ 300 as the paper.
         "llc": {"every": 4, "n_seqs": 128, "ctx": 64,
-                "sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "lr": 1e-3, "n_beta": 30.0}},
+                "sgld": {"num_draws": 40, "num_chains": 4, "num_burnin_steps": 20, "batch_size": 8, "lr": 1e-3,
+                         "n_beta": 30.0, "gamma": 300.0}},
         # The head census at every checkpoint (previous-token / induction heads on whole-vocabulary spans at
         # held-out periods 11, 20, 32; zero-ablation at 4 checkpoints): ~17 s on the default series.
         "census": {"enabled": True},
-        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "batch_size": 8, "lr": 1e-3, "n_beta": 30.0}},
+        # The LLC's sampler settings (ε, nβ, γ, batch, burn-in steps); 2 chains × 30 draws per component keep
+        # the 9-run sweep (full + 8 heads, per-token observables at every draw) near its old cost.
+        "susceptibility": {"sgld": {"num_draws": 30, "num_chains": 2, "num_burnin_steps": 20, "batch_size": 8,
+                                    "lr": 1e-3, "n_beta": 30.0, "gamma": 300.0}},
     })
 
 

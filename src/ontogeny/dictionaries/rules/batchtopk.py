@@ -98,22 +98,32 @@ class BatchTopKRule(Rule):
 
 
 def batch_topk_indices(flat_M: torch.Tensor, n: int, generator: torch.Generator | None = None,
-                       n_sample: int = 1 << 16, margin: float = 1.5) -> torch.Tensor:
-    """Sorted flat indices of the n largest entries (exact), without a top-n over all M entries.
+                       n_sample: int | None = None, margin: float = 1.5) -> torch.Tensor:
+    """Ascending flat indices of the n largest entries (exact), without a top-n over all M entries.
 
-    A random sample's quantile gives a threshold below which about `margin * n` entries lie above; the
-    exact top-n is taken among those candidates (falling back to a full top-n if too few pass).
+    A random sample's quantile gives a threshold t with about `margin * n` entries >= t (the candidates,
+    found in ascending order); the n-th largest candidate v is the n-th largest entry, so the result is
+    every candidate > v and then the first candidates == v until there are n. No sort: the candidates are
+    already ascending. Falls back to a full top-n when fewer than n pass. `n_sample`: sample size (None:
+    about 1,024 sampled entries above t, 8,192 to 65,536 samples).
     """
     M = flat_M.numel()
+    if n_sample is None:
+        n_sample = min(1 << 16, max(1 << 13, 1024 * M // max(n, 1)))
     if n * 8 >= M or M <= n_sample:
         return flat_M.topk(n, sorted=False).indices.sort().values
     if generator is None or generator.device != flat_M.device:
         generator = torch.Generator(device=flat_M.device).manual_seed(0)
-    sample = flat_M[torch.randint(0, M, (n_sample,), generator=generator, device=flat_M.device)]
+    sample = flat_M.index_select(0, torch.randint(0, M, (n_sample,), generator=generator, device=flat_M.device))
     q = max(0, n_sample - int(n_sample * margin * n / M) - 1)
     t = sample.kthvalue(q + 1).values
     cand = torch.nonzero(flat_M >= t, as_tuple=True)[0]
-    if cand.numel() < n:
+    c = cand.numel()
+    if c < n:
         return flat_M.topk(n, sorted=False).indices.sort().values
-    keep = flat_M[cand].topk(n, sorted=False).indices
-    return cand[keep].sort().values
+    vals = flat_M.index_select(0, cand)
+    v = vals.kthvalue(c - n + 1).values  # the n-th largest
+    keep = vals > v
+    tied = vals == v
+    keep |= tied & (torch.cumsum(tied, 0) <= n - keep.sum())
+    return cand[keep]
