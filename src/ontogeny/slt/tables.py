@@ -120,4 +120,3 @@ def head_separation(heads: list[dict[str, Any]], induction_heads: Sequence[str],
                     "induction_heads": passed or "none passed", "threshold": threshold,
                     "note": "; ".join(notes) or "none"})
     return out
-
