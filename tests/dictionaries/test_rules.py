@@ -79,11 +79,18 @@ def test_fast_dense_regime_matches_plain_reference(rule, rule_params):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize(("B", "F", "k"), [(64, 40, 4), (33, 1024, 32), (8, 4096, 32), (20, 37, 5), (5, 64, 64)])
-def test_row_topk_indices_equals_a_full_top_k(B, F, k):
-    """The grouped two-stage top-k returns each row's k largest entries (the full top-k's values exactly;
-    the same indices when there are no ties), rows ascending; F = 37 (prime) uses the plain top-k."""
+def test_row_topk_indices_equals_a_full_top_k(B, F, k, compiled, monkeypatch):
+    """The grouped two-stage top-k (torch operators; `compiled`: kernels.topk_rows) returns each row's k
+    largest entries (the full top-k's values exactly; the same indices when there are no ties), rows
+    ascending; F = 37 (prime) uses the plain top-k."""
+    from ontogeny.dictionaries import kernels
     from ontogeny.dictionaries.sparse import row_topk_indices, row_topk_reference, topk_groups
+    if compiled and kernels.numba is None:
+        pytest.skip("numba is not installed")
+    if not compiled:
+        monkeypatch.setenv(kernels.ENV_DISABLE, "1")
     pre = torch.randn(B, F, generator=torch.Generator().manual_seed(B))
     got, ref = row_topk_indices(pre, k), row_topk_reference(pre, k)
     assert torch.equal(got.view(B, k).sort(1).values, ref.view(B, k).sort(1).values)

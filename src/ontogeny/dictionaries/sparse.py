@@ -24,6 +24,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from ontogeny.dictionaries import kernels
+
 
 @dataclass
 class SparseCodes:
@@ -236,8 +238,11 @@ def row_topk_indices(pre_BF: torch.Tensor, k: int) -> torch.Tensor:
     Columns are split into G groups (column mod G). If an entry is among its row's k largest, its group's
     maximum is among the k largest group maxima (else k larger maxima, k distinct larger entries, exist).
     So the top k lie in the k groups of largest maxima, k * F / G candidates per row. The same values as
-    `row_topk_reference` (indices may differ only between tied entries).
+    `row_topk_reference` (indices may differ only between tied entries). On CPU float tensors the
+    compiled `kernels.topk_rows` does the same (columns ascending within each row).
     """
+    if kernels.available(pre_BF):  # compiled single-pass selection (kernels.py)
+        return kernels.topk_rows(pre_BF, k)
     B, F = pre_BF.shape
     G = topk_groups(F, k)
     if G == 0:
@@ -252,6 +257,14 @@ def row_topk_indices(pre_BF: torch.Tensor, k: int) -> torch.Tensor:
     flat_BC = (base_BK[:, None, :] + torch.arange(0, F, G, device=pre_BF.device)[None, :, None]).view(B, s * k)
     j_BK = cand_BSK.view(B, s * k).topk(k, dim=1, sorted=False).indices
     return flat_BC.gather(1, j_BK).view(-1)
+
+
+def flat_above(pre_BF: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """Ascending flat indices of the entries with pre[b, i] > threshold (a scalar or per-latent [F]):
+    the compiled `kernels.flat_above` where it applies, else `nonzero`."""
+    if kernels.available(pre_BF):
+        return kernels.flat_above(pre_BF, threshold)
+    return torch.nonzero((pre_BF.detach() > threshold).reshape(-1), as_tuple=True)[0]
 
 
 def row_topk_reference(pre_BF: torch.Tensor, k: int) -> torch.Tensor:

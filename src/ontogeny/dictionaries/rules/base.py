@@ -16,6 +16,8 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ontogeny.dictionaries.sparse import flat_above
+
 if TYPE_CHECKING:  # the config is built from the rules, so the rules only name it
     from ontogeny.dictionaries.config import DictionaryConfig
 
@@ -77,7 +79,7 @@ class Rule(nn.Module):
 
     def select(self, pre_BF: torch.Tensor) -> torch.Tensor:
         """Flat indices (row * F + col, rows ascending) of the entries that may be non-zero."""
-        return torch.nonzero(pre_BF.detach().reshape(-1) > 0, as_tuple=True)[0]
+        return flat_above(pre_BF, 0.0)
 
     def values(self, pre_N: torch.Tensor, cols_N: torch.Tensor) -> torch.Tensor:
         """Codes at selected entries, from their pre-activations (differentiable)."""

@@ -12,8 +12,10 @@ from typing import Any
 
 import torch
 
+from ontogeny.dictionaries import kernels
 from ontogeny.dictionaries.rules.base import Rule
 from ontogeny.dictionaries.rules.params import AuxKParams, KParams, ThresholdParams
+from ontogeny.dictionaries.sparse import flat_above
 from ontogeny.errors import ConfigError
 
 
@@ -47,10 +49,11 @@ class BatchTopKRule(Rule):
 
     def select(self, pre_BF):
         if not self.training and self.theta >= 0:
-            return torch.nonzero(pre_BF.detach().reshape(-1) > self.theta, as_tuple=True)[0]
-        flat = pre_BF.detach().reshape(-1)
-        n = min(self.cfg.k * pre_BF.shape[0], flat.numel())
-        return batch_topk_indices(flat, n, self._gen)
+            return flat_above(pre_BF, self.theta)
+        n = min(self.cfg.k * pre_BF.shape[0], pre_BF.numel())
+        if kernels.available(pre_BF):  # compiled selection (kernels.py): the same entries
+            return kernels.batch_topk_flat(pre_BF, n)
+        return batch_topk_indices(pre_BF.detach().reshape(-1), n, self._gen)
 
     @torch.no_grad()
     def update(self, codes_N, step):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from ontogeny.dictionaries.rules.base import Rule
-from ontogeny.dictionaries.sparse import gather
+from ontogeny.dictionaries.sparse import flat_above, gather
 
 
 class JumpReLUParams(BaseModel):
@@ -125,7 +125,7 @@ class JumpReLURule(Rule):
     def select(self, pre_BF):
         # entries in the lower half of the STE band carry threshold gradient, so they are selected too
         low = self.log_threshold_F.detach().exp() - self.cfg.jumprelu_bandwidth / 2
-        return torch.nonzero((pre_BF.detach() > low).reshape(-1), as_tuple=True)[0]
+        return flat_above(pre_BF, low)
 
     def values(self, pre_N, cols_N):
         return _JumpReLU.apply(pre_N, gather(self.log_threshold_F.exp(), cols_N), self.cfg.jumprelu_bandwidth)
