@@ -25,7 +25,8 @@ The JSON records the load average (`os.getloadavg`) before and after, and `--con
 usage: python benchmarks/sae_train.py [--peer-python .venv-peers/bin/python] [--threads 1,2] [--rounds 1]
        [--shapes 128x1024x1024,512x4096x4096] [--rules topk,batchtopk,jumprelu,relu]
        [--ttq-rules topk,batchtopk,relu,jumprelu] [--ttq-fvu 0.15] [--ttq-mmcs 0.95] [--ttq-l1 0.5] [--ttq-l0 0.05]
-       [--ttq-target batchtopk=0.2/0.9,relu=0.19/0.95] [--ttq-max-steps 1000]
+       [--ttq-target batchtopk=0.2/0.9,relu=0.19/0.95] [--ttq-max-steps 1000] [--ttq-jumprelu-init default]
+       [--ttq-ontogeny-decoder-init-norm 0.1]  (a control: ontogeny at SAELens's decoder init; off by default)
        [--conditions "idle: nothing else running"]
 """
 
@@ -94,9 +95,12 @@ def main() -> None:
     ap.add_argument("--ttq-l0", type=float, default=0.05, help="time to quality: jumprelu's L0 coefficient (both)")
     ap.add_argument("--ttq-target", default="batchtopk=0.2/0.9,relu=0.19/0.95", help="per-rule targets overriding --ttq-fvu/--ttq-mmcs, "
                                                      "e.g. batchtopk=0.2/0.9,relu=0.15/0.6")
-    ap.add_argument("--ttq-jumprelu-init", type=float, default=0.1,
-                    help="time to quality: ontogeny's initial jumprelu threshold (SAELens: its default 0.01; "
-                         "ontogeny's pre-activations start ~10x larger, its decoder rows at norm 1, not 0.1)")
+    ap.add_argument("--ttq-jumprelu-init", default="default",
+                    help="time to quality: ontogeny's initial jumprelu threshold ('default': ontogeny's "
+                         "own, 0.5; SAELens keeps its default 0.01)")
+    ap.add_argument("--ttq-ontogeny-decoder-init-norm", type=float, default=None,
+                    help="time to quality, a control: start ontogeny's decoder rows at this norm, "
+                         "W_enc = W_dec^T (SAELens's init: 0.1); default: ontogeny's own init (norm 1)")
     ap.add_argument("--ttq-max-l0", type=float, default=24.0, help="time to quality: mean L0 target (3 k, k = 8)")
     ap.add_argument("--ttq-max-steps", type=int, default=1000)
     ap.add_argument("--conditions", default="not stated", help="what else ran on the machine (recorded)")
@@ -151,6 +155,8 @@ def main() -> None:
         ttq_args = ["--mode", "ttq", "--d-in", "128", "--d-sae", "1024", "--batch", "1024", "--k", "8",
                     "--n-features", "512", "--threads", "1", "--max-steps", str(a.ttq_max_steps),
                     "--max-l0", str(a.ttq_max_l0), "--ontogeny-jumprelu-init", str(a.ttq_jumprelu_init)]
+        if a.ttq_ontogeny_decoder_init_norm is not None:
+            ttq_args += ["--ontogeny-decoder-init-norm", str(a.ttq_ontogeny_decoder_init_norm)]
         targets = {r: (a.ttq_fvu, a.ttq_mmcs) for r in filter(None, a.ttq_rules.split(","))}
         for item in filter(None, a.ttq_target.split(",")):
             r, fm = item.split("=")
@@ -162,10 +168,13 @@ def main() -> None:
             runs = abba(pythons, [*ttq_args, "--rule", rule, "--target-fvu", str(fvu), "--target-mmcs", str(mmcs),
                                   "--coef", str(coef)], 1, a.ttq_order)
             row = {"rule": rule, "targets": {"fvu": fvu, "mmcs": mmcs, "max_l0": a.ttq_max_l0}}
+            if a.ttq_ontogeny_decoder_init_norm is not None:
+                row["ontogeny_decoder_init_norm"] = a.ttq_ontogeny_decoder_init_norm
             if rule in ("relu", "jumprelu"):
                 row["coefficient"] = coef
             if rule == "jumprelu":
-                row["initial_threshold"] = {"ontogeny": a.ttq_jumprelu_init, "saelens": 0.01}
+                row["initial_threshold"] = {"ontogeny": 0.5 if a.ttq_jumprelu_init == "default"
+                                            else float(a.ttq_jumprelu_init), "saelens": 0.01}
                 row["bandwidth"] = 0.05
             for impl, rs in runs.items():
                 times = [r["train_s"] for r in rs if r["train_s"] is not None]

@@ -52,7 +52,9 @@ def matmul_peak(B: int, D: int, F: int, reps: int = 5) -> float:
     return best
 
 
-JUMPRELU_INIT = 0.01  # SAELens's default; `--ontogeny-jumprelu-init` changes ontogeny's
+# SAELens's default; `--ontogeny-jumprelu-init` changes ontogeny's (None: ontogeny's own default)
+JUMPRELU_INIT: float | None = 0.01
+DECODER_INIT_NORM: float | None = None  # `--ontogeny-decoder-init-norm`: a control (SAELens's init)
 
 
 class Ontogeny:
@@ -62,11 +64,17 @@ class Ontogeny:
         # jumprelu: SAELens's default bandwidth and initial threshold (JumpReLUTrainingSAEConfig), so both
         # libraries train the same hyperparameters
         kw = ({"l1_coefficient": coef} if rule == "relu" else
-              {"l0_coefficient": coef, "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": JUMPRELU_INIT}
-              if rule == "jumprelu" else {})
+              {"l0_coefficient": coef, "jumprelu_bandwidth": 0.05} if rule == "jumprelu" else {})
+        if rule == "jumprelu" and JUMPRELU_INIT is not None:
+            kw["jumprelu_init_threshold"] = JUMPRELU_INIT
         if threshold_from_step1:  # throughput: batchtopk's threshold EMA runs every timed step
             kw["threshold_start_step"] = 1
         self.model = Dictionary(DictionaryConfig(rule=rule, d_in=D, d_sae=F, k=k, **kw))
+        if DECODER_INIT_NORM is not None:  # SAELens's heuristic init: rows at this norm, W_enc = W_dec^T
+            with torch.no_grad():
+                W = self.model.W_dec_FD
+                W.mul_(DECODER_INIT_NORM / W.norm(dim=1, keepdim=True))
+                self.model.W_enc_DF.copy_(W.t())
         self.trainer = Trainer(self.model, TrainConfig(lr=lr, b_dec_init="zeros"), total_steps=None)
 
     def step(self, x):
@@ -234,11 +242,16 @@ def main() -> None:
     ap.add_argument("--max-l0", type=float, default=None, help="ttq: also require mean L0 <= this (held-out set)")
     ap.add_argument("--max-steps", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--ontogeny-jumprelu-init", type=float, default=0.01,
-                    help="ontogeny's initial jumprelu threshold (SAELens keeps its default 0.01)")
+    ap.add_argument("--ontogeny-jumprelu-init", default="0.01",
+                    help="ontogeny's initial jumprelu threshold, or 'default' for ontogeny's own "
+                         "(SAELens keeps its default 0.01)")
+    ap.add_argument("--ontogeny-decoder-init-norm", type=float, default=None,
+                    help="control: start ontogeny's decoder rows at this norm with W_enc = W_dec^T "
+                         "(SAELens: 0.1); default: ontogeny's own init (norm 1)")
     a = ap.parse_args()
-    global JUMPRELU_INIT
-    JUMPRELU_INIT = a.ontogeny_jumprelu_init
+    global JUMPRELU_INIT, DECODER_INIT_NORM
+    JUMPRELU_INIT = None if a.ontogeny_jumprelu_init == "default" else float(a.ontogeny_jumprelu_init)
+    DECODER_INIT_NORM = a.ontogeny_decoder_init_norm
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     out = throughput(a) if a.mode == "throughput" else time_to_quality(a)
