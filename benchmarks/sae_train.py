@@ -183,6 +183,8 @@ def main() -> None:
                              "final_fvu": [round(r["fvu"], 4) for r in rs],
                              "final_mmcs": [round(r["mmcs"], 4) for r in rs],
                              "final_l0": [round(r["l0"], 1) for r in rs]}
+                if impl == "ontogeny":  # untimed: loading the compiled kernels before the first step
+                    row[impl]["kernel_load_s"] = [round(r["kernel_load_s"] or 0.0, 2) for r in rs]
             if "saelens" in runs:
                 pairs = [(o["train_s"], s_["train_s"]) for o, s_ in zip(runs["ontogeny"], runs["saelens"], strict=False)]
                 if all(o is not None and s_ is not None for o, s_ in pairs):

@@ -69,6 +69,11 @@ class Ontogeny:
             kw["jumprelu_init_threshold"] = JUMPRELU_INIT
         if threshold_from_step1:  # throughput: batchtopk's threshold EMA runs every timed step
             kw["threshold_start_step"] = 1
+        from ontogeny.dictionaries import kernels
+
+        # the compiled selection kernels load (or compile) at their first call: do it before any timing,
+        # as importing a library is, and record how long it took
+        self.kernel_load_s = kernels.warm_up()
         self.model = Dictionary(DictionaryConfig(rule=rule, d_in=D, d_sae=F, k=k, **kw))
         if DECODER_INIT_NORM is not None:  # SAELens's heuristic init: rows at this norm, W_enc = W_dec^T
             with torch.no_grad():
@@ -216,7 +221,7 @@ def time_to_quality(a) -> dict:
                 reached = step
                 break
     return {"reached_at_step": reached, "train_s": train_s if reached else None, "fvu": fvu, "mmcs": mmcs,
-            "l0": l0}
+            "l0": l0, "kernel_load_s": getattr(impl, "kernel_load_s", None)}
 
 
 def main() -> None:

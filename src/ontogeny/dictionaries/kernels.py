@@ -4,15 +4,17 @@ numba.
 
 Why: in the fused encoder only one B x D x F matmul is dense and everything after it touches the
 N = B * k selected entries. Selection itself reads all B * F entries, and torch's CPU operators do it
-slowly: at 1024 x 1024 (k 32, one thread) the grouped top-k took ~7 ms and `nonzero(pre > 0)` ~3.7 ms
-against ~5 ms for the matmul that produced the entries (profile in docs/dictionaries.md). A loop that
-compares every entry once against a threshold estimated from a sample does the same job in ~1 ms:
+slowly: at 1024 x 1024 (k 32, one thread) the grouped top-k took ~7.5 ms and `nonzero(pre > 0)` ~3.7 ms
+against ~5 ms for the matmul that produced the entries (profile in docs/dictionaries.md). These loops
+compare each entry against a threshold once and select among a few candidates (measured, isolated, one
+thread, under load: top-k 4.5 against 7.3 ms, batch top-k 3.1 against 5.5 ms, above-threshold 1.3 against
+2.4 ms; at 4096 x 4096 top-k 32 against 73 ms):
 
   topk_rows        each row's k largest entries: G >= k groups of columns (column mod G) and their
-                   maxima; t = the k-th largest group maximum, so at least k entries are >= t and
-                   only the ~k groups whose maximum is >= t hold candidates (~k * F / G entries
-                   scanned); the k-th largest candidate by counting (c^2 vectorised comparisons for
-                   c <= 128, else a select), then one pass. Exact; ties keep the earliest column.
+                   maxima (torch's vectorised `amax`); t = the k-th largest group maximum, so at least
+                   k entries are >= t; one pass collects the candidates >= t, the k-th largest of them
+                   is found by counting (c^2 vectorised comparisons for c <= 128, else a select), one
+                   more pass keeps the k. Exact; ties keep the earliest column.
   flat_above       flat indices of the entries above a per-column threshold (count pass, fill pass)
   batch_topk_flat  the n largest entries of the whole batch: a threshold from a hashed sample of all
                    entries, the entries >= it (as `flat_above`), the n largest of those; exact, ties
@@ -20,14 +22,15 @@ compares every entry once against a threshold estimated from a sample does the s
 
 Sparse decoding and the backward's scatter sums stay torch operators (`embedding_bag`,
 `sampled_addmm`): compiled loops for them were measured slower on this CPU (they lose the cache
-locality of torch's column-sorted sums).
+locality of torch's column-sorted sums), and so were a min-heap top-k and a sampled-threshold top-k.
 
 numba (a maintained LLVM JIT; no C compiler needed, unlike torch.compile's CPU backend) is an optional
 speed dependency: without it, or for tensors it cannot take (CUDA, half precision, requires a copy),
 `available` is False and `sparse.py` uses its torch operators. Kernels release the GIL and are spread
 over `torch.get_num_threads()` threads by a small thread pool (not numba's `parallel=True`, whose
 default threading layer must not be entered from two threads at once). Compiled code is cached on disk
-(`cache=True`), so only the first process pays the compile (~seconds per kernel and dtype).
+(`cache=True`), so only the first process pays the compile (~15 s for all, per dtype); later processes
+load it at their first selection (~0.8 s; `warm_up` does it on purpose).
 `tests/dictionaries/test_kernels.py` checks every kernel against a plain torch version.
 """
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -254,3 +258,18 @@ def batch_topk_flat(pre_BF: torch.Tensor, n: int, margin: float = 1.5, n_sample:
     out = torch.empty(n, dtype=torch.long)
     _largest_of_candidates(flat, cand.numpy(), n, out.numpy())
     return out
+
+
+def warm_up(dtype: torch.dtype = torch.float32) -> float:
+    """Load (from numba's on-disk cache) or compile every kernel for `dtype` now, on a tiny input, and
+    return the seconds it took; a no-op (0.0) without numba. A process otherwise pays this (~1 s from
+    the cache, ~15 s to compile) at its first selection; benchmarks call it before timing, as they
+    import a library before timing it."""
+    if numba is None:
+        return 0.0
+    t = time.perf_counter()
+    pre = torch.randn(64, 128, generator=torch.Generator().manual_seed(0)).to(dtype)
+    topk_rows(pre, 4)
+    flat_above(pre, 0.0)
+    batch_topk_flat(pre, 256)
+    return time.perf_counter() - t
