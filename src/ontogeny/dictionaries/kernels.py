@@ -128,10 +128,15 @@ if numba is not None:
         return t
 
     @_jit
+    def _kth_largest(vals, n, k):
+        """The k-th largest of vals[:n]: by counting for n <= 128 (cheaper there), else a select."""
+        return _kth_largest_small(vals, n, k) if n <= 128 else np.partition(vals[:n], n - k)[n - k]
+
+    @_jit
     def _keep_largest(cidx_C, cval_C, c, n, base, out_N, p0):
         """Write base + cidx of the n largest of cval[:c] (in candidate order; ties at the n-th largest
         value kept in candidate order) to out_N[p0:p0 + n]."""
-        v = _kth_largest_small(cval_C, c, n) if c <= 128 else np.partition(cval_C[:c], c - n)[c - n]
+        v = _kth_largest(cval_C, c, n)
         above = 0
         for i in range(c):
             if cval_C[i] > v:
@@ -156,7 +161,7 @@ if numba is not None:
         cval = np.empty(F, pre_BF.dtype)
         for b in range(lo, hi):
             gmax = gmax_BG[b]
-            t = _kth_largest_small(gmax, G, k) if G <= 128 else np.partition(gmax, G - k)[G - k]
+            t = _kth_largest(gmax, G, k)
             c = 0
             for j in range(F):  # one contiguous pass (cheaper than visiting only the chosen groups)
                 v = pre_BF[b, j]

@@ -105,7 +105,7 @@ class Dictionary(nn.Module):
             # one column sort serves both
             order = ColumnOrder() if not n_aux and len(widths) == 1 else None
             pre_N, flat_N = sparse_encode(x_BD, self.W_enc_DF, self.b_enc_F, self.b_dec_D, select,
-                                          self.cfg.apply_b_dec_to_input, order, getattr(self, "_workspace", None))
+                                          self.cfg.apply_b_dec_to_input, order, self._workspace)
             n_main = select.n_main
             rows, cols, offsets = split_flat(flat_N[:n_main], B, F)
             codes_N = self.rule.values(pre_N[:n_main], cols)

@@ -138,6 +138,12 @@ class Workspace:
     def __init__(self) -> None:
         self._buf: torch.Tensor | None = None
 
+    def __getstate__(self) -> dict:  # a scratch buffer: never pickled with its dictionary
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._buf = None
+
     def get(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         b = self._buf
         if b is None or tuple(b.shape) != tuple(shape) or b.dtype != like.dtype or b.device != like.device:
