@@ -6,9 +6,8 @@ Why: in the fused encoder only one B x D x F matmul is dense and everything afte
 N = B * k selected entries. Selection itself reads all B * F entries, and torch's CPU operators do it
 slowly: at 1024 x 1024 (k 32, one thread) the grouped top-k took ~7.5 ms and `nonzero(pre > 0)` ~3.7 ms
 against ~5 ms for the matmul that produced the entries (profile in docs/dictionaries.md). These loops
-compare each entry against a threshold once and select among a few candidates (measured, isolated, one
-thread, under load: top-k 4.5 against 7.3 ms, batch top-k 3.1 against 5.5 ms, above-threshold 1.3 against
-2.4 ms; at 4096 x 4096 top-k 32 against 73 ms):
+compare each entry against a threshold once and select among a few candidates: 1.6-2.6x faster than
+the torch operators at one thread, little at two (`benchmarks/sae_kernels.py`, docs/dictionaries.md):
 
   topk_rows        each row's k largest entries: G >= k groups of columns (column mod G) and their
                    maxima (torch's vectorised `amax`); t = the k-th largest group maximum, so at least
