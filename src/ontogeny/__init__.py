@@ -6,7 +6,3 @@ singular-learning-theory measurements and detection of abrupt emergence.
 """
 
 __version__ = "0.1.0"
-
-from ontogeny import allocator as _allocator
-
-_allocator.keep_freed_memory()  # glibc: keep freed memory for reuse (a CPU speed setting; see allocator.py)
