@@ -3,8 +3,8 @@ operators they replace, on the same pre-activations, interleaved, one process.
 
 For each shape (B x F, k) and thread count: TopK per row (`kernels.topk_rows` vs the grouped torch
 `row_topk_indices`), batch top-(k*B) (`kernels.batch_topk_flat` vs `batch_topk_indices`), and the entries
-above a per-latent threshold at density k/F (`kernels.flat_above` vs `nonzero`). Pre-activations are
-Gaussian with a per-latent offset (like trained biases). Best wall time of interleaved repeats; the
+above a per-latent threshold at density k/F (`kernels.flat_above` vs `sparse.flat_above`'s `nonzero`, the
+kernels switched off). Pre-activations are Gaussian with a per-latent offset (like trained biases). Best wall time of interleaved repeats; the
 kernels are loaded (`kernels.warm_up`) before timing. Writes benchmarks/results/sae_kernels.json.
 
     .venv/bin/python benchmarks/sae_kernels.py [--shapes 1024x1024x32,4096x512x16,4096x4096x32] [--threads 1,2]
@@ -20,7 +20,7 @@ import torch
 from _common import emit, interleaved_best
 from ontogeny.dictionaries import kernels
 from ontogeny.dictionaries.rules.batchtopk import batch_topk_indices
-from ontogeny.dictionaries.sparse import row_topk_indices
+from ontogeny.dictionaries.sparse import flat_above, row_topk_indices
 
 
 def torch_path(fn):
@@ -56,7 +56,7 @@ def main() -> None:
                 "batch_topk_kernel": lambda: kernels.batch_topk_flat(pre, B * k),
                 "batch_topk_torch": lambda: batch_topk_indices(flat, B * k),
                 "above_kernel": lambda: kernels.flat_above(pre, thr),
-                "above_torch": lambda: torch.nonzero((pre > thr).reshape(-1), as_tuple=True)[0],
+                "above_torch": torch_path(lambda: flat_above(pre, thr)),
             }, repeats=args.repeats)
             row = {"B": B, "F": F, "k": k, "threads": t, **{f"{n}_ms": round(1e3 * v, 3) for n, v in best.items()}}
             for op in ("topk", "batch_topk", "above"):
